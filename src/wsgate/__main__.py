@@ -1,0 +1,5 @@
+"""`python -m wsgate` is the `wsgate` command."""
+
+from wsgate.cli.main import main
+
+raise SystemExit(main())

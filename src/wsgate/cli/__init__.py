@@ -1,0 +1,1 @@
+"""Command line: nginx's flags plus wsgate's subcommands."""

@@ -1,0 +1,1 @@
+"""Process model: master, workers, signals, reloads, pid file."""

@@ -1,0 +1,1 @@
+"""Observability: error log, access log, metrics, status pages."""

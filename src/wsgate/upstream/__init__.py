@@ -1,0 +1,1 @@
+"""Upstream groups: peers, balancers, passive health, keep-alive pools."""
