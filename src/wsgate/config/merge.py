@@ -1,0 +1,168 @@
+"""UNSET + merge -> frozen model, and the cross-field checks nginx makes after parsing.
+
+Inheritance is nginx's: http -> server -> location -> nested location. A value
+unset at a level comes from the enclosing one; array directives (proxy_set_header,
+add_header, access_log, error_page ...) are inherited only when the level defines
+none of its own (the "array trap"); `local` rows (proxy_pass, return, alias,
+stub_status) are never inherited. nginx's defaults apply last.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from typing import Any
+
+from wsgate.config import templates
+from wsgate.config.build import Builder, Level, full_name
+from wsgate.config.directives import DIRECTIVES, LOC, SRV, UNSET, find_form
+from wsgate.config.model import (LOCATION_FIELDS, SERVER_FIELDS, AccessLog, Config,
+                                 Header, HttpConf, Listen, LocationConf, ServerConf,
+                                 UpstreamConf, attr)
+from wsgate.errors import ConfigError
+
+__all__ = ["build_config"]
+
+# nginx adds these to proxy_set_header unless the user set the same header.
+PROXY_DEFAULT_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"))
+
+
+def _resolve(name: str, chain: list[Level], ctx: str) -> Any:
+    form = find_form(DIRECTIVES[name], ctx)
+    assert form is not None
+    levels = chain if form.merge != "local" else chain[-1:]
+    for level in reversed(levels):
+        if form.store == "array" or form.merge == "array":
+            if level.arrays.get(name):
+                return tuple(e.value for e in level.arrays[name])
+        elif name in level.values:
+            return level.values[name].value
+    if form.merge == "array" or form.store == "array":
+        return () if form.default is UNSET else form.default
+    return None if form.default is UNSET else form.default
+
+
+def _proxy_headers(b: Builder, headers: tuple[Header, ...]) -> tuple[Header, ...]:
+    names = {h.name.lower() for h in headers}
+    extra = tuple(Header(n, templates.compile(v, b.table)) for n, v in PROXY_DEFAULT_HEADERS
+                  if n.lower() not in names)
+    return extra + headers
+
+
+def _location(b: Builder, chain: list[Level], kind: str, pattern: str) -> Any:
+    values = {attr(name): _resolve(name, chain, LOC) for name in LOCATION_FIELDS}
+    values["proxy_set_header"] = _proxy_headers(b, values["proxy_set_header"])
+    if not values["access_log"]:
+        values["access_log"] = (AccessLog(full_name("logs/access.log", b.prefix)),)
+    loc = chain[-1]
+    nested = tuple(_location(b, chain + [c], c.extra["kind"], c.extra["pattern"])
+                   for c in loc.extra.get("locations", ()))
+    return LocationConf(kind=kind, pattern=pattern, regex=loc.extra.get("regex"),
+                        locations=nested, file=loc.file, line=loc.line, **values)
+
+
+def _check_duplicate_locations(b: Builder, level: Level) -> None:
+    seen: set[tuple[bool, str]] = set()
+    for child in level.extra.get("locations", ()):
+        kind, pattern = child.extra["kind"], child.extra["pattern"]
+        if kind in ("exact", "prefix", "prefix_nosearch", "named"):
+            key = (kind == "exact", pattern)
+            if key in seen:
+                raise ConfigError(f'duplicate location "{pattern}"', child.file, child.line)
+            seen.add(key)
+        _check_duplicate_locations(b, child)
+
+
+def _server(b: Builder, http: Level, srv: Level) -> Any:
+    listens = tuple(srv.extra["listens"]) or (Listen("0.0.0.0", 80, file=srv.file,
+                                                     line=srv.line),)
+    values = {attr(name): _resolve(name, [http, srv], SRV) for name in SERVER_FIELDS}
+    root = _location(b, [http, srv], "server", "")
+    locations = tuple(_location(b, [http, srv, c], c.extra["kind"], c.extra["pattern"])
+                      for c in srv.extra["locations"])
+    return ServerConf(listens=listens, server_names=tuple(srv.extra["server_names"] or [""]),
+                      locations=locations, root=root, file=srv.file, line=srv.line, **values)
+
+
+def _check_upstreams(b: Builder) -> None:
+    """nginx's init_main_conf order: explicit upstreams' servers, implicit hosts."""
+    for ups in b.upstreams.values():
+        if not ups.extra["servers"]:
+            raise ConfigError("no servers are inside upstream", ups.file,
+                              ups.extra.get("end_line") or ups.line)
+    for host, port, stmt in b.upstream_refs:
+        if host in b.upstreams:
+            if port is not None:
+                raise b.err(stmt, f'upstream "{host}" may not have port {port}')
+            continue
+        if host is None or _is_ip(host):
+            continue
+        b.resolve_host(stmt, host, port, f'host not found in upstream "{host}"')
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_default_servers(servers: tuple[Any, ...]) -> None:
+    defaults: set[str] = set()
+    for srv in servers:
+        for listen in srv.listens:
+            if listen.default_server:
+                if listen.addr in defaults:
+                    raise ConfigError(f"a duplicate default server for {listen.addr}",
+                                      listen.file, listen.line)
+                defaults.add(listen.addr)
+
+
+def _upstream(ups: Level) -> UpstreamConf:
+    get = lambda n, d: ups.values[n].value if n in ups.values else d  # noqa: E731
+    balancer, args = ups.extra["balancer"]
+    return UpstreamConf(ups.extra["name"], tuple(ups.extra["servers"]), balancer,
+                        tuple(args), get("keepalive", 0), get("keepalive_requests", 1000),
+                        get("keepalive_time", 3600.0), get("keepalive_timeout", 60.0),
+                        tuple(get("zone", ())), False, ups.file, ups.line)
+
+
+def _http(b: Builder) -> HttpConf | None:
+    http = b.http
+    if http is None:
+        return None
+    _check_upstreams(b)
+    for srv in http.children:
+        _check_duplicate_locations(b, srv)
+    servers = tuple(_server(b, http, srv) for srv in http.children)
+    _check_default_servers(servers)
+    templates.finalize(b.table)
+    settings = {n: e.value for n, e in http.values.items()}
+    return HttpConf(servers, {n: _upstream(u) for n, u in b.upstreams.items()},
+                    dict(http.extra.get("log_formats", {})),
+                    tuple(http.extra.get("maps", ())), b.table, settings,
+                    http.file, http.line)
+
+
+def build_config(b: Builder, conf_file: str) -> Config:
+    main, events = b.main, b.events
+    if events is None:
+        raise ConfigError('no "events" section in configuration')
+    get = lambda lvl, n, d: lvl.values[n].value if n in lvl.values else d  # noqa: E731
+    error_logs = tuple(e.value for e in main.arrays.get("error_log", ())) or (
+        (full_name("logs/error.log", b.prefix), "error"),)
+    return Config(
+        prefix=b.prefix, conf_file=conf_file, user=get(main, "user", None),
+        worker_processes=get(main, "worker_processes", 1),
+        daemon=get(main, "daemon", True), master_process=get(main, "master_process", True),
+        pid=full_name(get(main, "pid", "logs/nginx.pid"), b.prefix), error_logs=error_logs,
+        worker_connections=get(events, "worker_connections", 512),
+        worker_rlimit_nofile=get(main, "worker_rlimit_nofile", None),
+        worker_shutdown_timeout=get(main, "worker_shutdown_timeout", None),
+        env=tuple(e.value for e in main.arrays.get("env", ())),
+        events={n: e.value for n, e in events.values.items()},
+        http=_http(b), files=tuple(b.files))
+
+
+
