@@ -10,7 +10,7 @@ import pathlib
 import pytest
 
 SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "wsgate"
-SANS_IO = ["config", "http", "websocket"]
+SANS_IO = ["config", "http", "websocket", "check"]
 FORBIDDEN = {"asyncio", "socket", "selectors", "ssl", "uvloop", "threading",
              "subprocess", "wsgate.proxy", "wsgate.master", "wsgate.cli"}
 
