@@ -13,7 +13,16 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # --- Python ------------------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then
     log "creating .venv with $($PY --version)"
-    $PY -m venv .venv
+    if ! $PY -m venv .venv 2>/dev/null; then
+        # Debian splits venv/ensurepip into python3-venv.
+        rm -rf .venv
+        if [ "$(id -u)" = 0 ]; then
+            log "installing python3-venv"
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+        fi
+        $PY -m venv .venv
+    fi
 fi
 extras=""
 [ "$what" = test ] && extras="[test]"
@@ -31,6 +40,7 @@ fi
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         log "need root to install: ${need_apt[*]} (or install them yourself)"; exit 1
