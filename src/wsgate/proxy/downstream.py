@@ -1,0 +1,382 @@
+"""One client connection: read request heads, route, run the content handler, keep
+alive or close, log. A coroutine per connection drives a `Stream` protocol.
+
+Lifecycle (nginx's ngx_http_wait_request_handler / keepalive handler):
+  wait for bytes (client_header_timeout for the first request, keepalive_timeout
+  between requests) -> parse the head (client_header_timeout; on timeout nginx
+  closes without a response) -> a bad head: nginx's status page, close ->
+  server by Host, location by URI -> 413 when Content-Length > client_max_body_size
+  -> content: redirect | return | proxy_pass | static -> error_page on errors ->
+  discard an unread body when keeping alive -> access log -> next request.
+Pipelined bytes stay in the stream's buffer for the next head; after a 101 the
+tunnel gets them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator
+
+from wsgate.errors import RemoteProtocolError
+from wsgate.http import framing
+from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Request
+from wsgate.http.parse import BadRequest, RequestHeadParser
+from wsgate.limits import HeaderLimits
+from wsgate.observe.errorlog import context
+from wsgate.proxy import route
+from wsgate.proxy.context import ConnInfo, Exchange, make_exchange
+from wsgate.proxy.handlers import LocalResponse, absolute_location, error_response, \
+    return_response
+from wsgate.proxy.relay import proxy
+from wsgate.proxy.static import serve_static
+from wsgate.proxy.stream import ReadTimeout, Stream
+
+__all__ = ["Downstream", "BodyTooLarge"]
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds client_max_body_size (413)."""
+
+
+class _ClientGone(Exception):
+    """The client closed or timed out while we read its body."""
+
+
+def _limits(server: Any) -> HeaderLimits:
+    num, size = server.large_client_header_buffers
+    return HeaderLimits(buffer_size=server.client_header_buffer_size, large_num=num,
+                        large_size=size)
+
+
+class Downstream:
+    """Serves one accepted client connection (see the module docstring)."""
+
+    def __init__(self, runtime: Any, group: route.AddressServers, stream: Stream,
+                 conn: ConnInfo) -> None:
+        self.runtime = runtime
+        self.group = group
+        self.stream = stream
+        self.conn = conn
+        self.idle = True
+        self.tunnel: Any = None
+
+    # -- the connection loop ---------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while await self._one_request():
+                if self.runtime.closing:
+                    break
+        except Exception as exc:  # never let a connection kill the worker
+            self.runtime.log.write("alert", f"unexpected error: {type(exc).__name__}: {exc}",
+                                   connection=self.conn.number)
+        finally:
+            if self.tunnel is None:
+                self.stream.close()
+
+    async def _wait_first_byte(self) -> bool:
+        default = self.group.default
+        if self.conn.requests == 0:
+            timeout = default.client_header_timeout
+        else:
+            timeout = default.root.keepalive_timeout[0]
+        try:
+            await self.stream.wait_data(timeout)
+        except ReadTimeout:
+            return False
+        return bool(self.stream.buffer)
+
+    async def _one_request(self) -> bool:
+        self.idle = True
+        if not await self._wait_first_byte():
+            return False
+        self.idle = False
+        started = time.time()
+        request = await self._read_head(started)
+        if request is None:
+            return False
+        self.conn.requests += 1
+        server, m = route.find_server(self.group, _host(request))
+        ex = make_exchange(request, self.conn, server, started)
+        ex.extra["prefix"] = self.runtime.prefix
+        if m is not None:
+            ex.vars.set_captures(m)
+        root = server.root
+        if root.keepalive_timeout[0] <= 0 or self.conn.requests >= root.keepalive_requests:
+            ex.keep_alive = False
+        if self.runtime.closing:
+            ex.keep_alive = False
+        await self._serve(ex)
+        return await self._finish(ex)
+
+    async def _read_head(self, started: float) -> Request | None:
+        default = self.group.default
+        parser = RequestHeadParser(_limits(default),
+                                   ignore_invalid_headers=default.ignore_invalid_headers,
+                                   underscores_in_headers=default.underscores_in_headers)
+        deadline = time.monotonic() + default.client_header_timeout
+        while True:
+            data = self.stream.take()
+            if not data and self.stream.eof:
+                return None
+            try:
+                result = parser.feed(data)
+            except RemoteProtocolError as exc:
+                self._bad_request(exc, started)
+                return None
+            if result is not NEED_DATA:
+                self.stream.unread(parser.trailing_data)
+                return result
+            if self.stream.eof:
+                return None
+            try:
+                await self.stream.wait_data(max(0.0, deadline - time.monotonic()))
+            except ReadTimeout:
+                self.runtime.log.write("info", "client timed out", err=110,
+                                       connection=self.conn.number,
+                                       tail=context("reading client request headers",
+                                                    client=self.conn.remote_addr,
+                                                    server=_name(default)))
+                return None
+
+    def _bad_request(self, exc: RemoteProtocolError, started: float) -> None:
+        status = getattr(exc, "status_hint", 400) or 400
+        self.runtime.log.write("info", str(exc), connection=self.conn.number,
+                               tail=context("reading client request headers",
+                                            client=self.conn.remote_addr,
+                                            server=_name(self.group.default)))
+        fake = Request(method=b"GET", target=b"/", version=(1, 1), headers=(),
+                       keep_alive=False, expect_continue=False, upgrade=None,
+                       content_length=None, chunked=False, raw_head_len=0)
+        ex = make_exchange(fake, self.conn, self.group.default, started)
+        ex.vars.request_line = ""
+        ex.keep_alive = False
+        resp = error_response(ex, status, keep_alive=False)
+        if getattr(exc, "http09", False):
+            resp.head = b""
+        self._send(ex, resp)
+        self.runtime.access_log(ex)
+
+    # -- content ---------------------------------------------------------------------
+
+    def _route(self, ex: Exchange) -> route.Match:
+        m = route.find_location(ex.server, ex.uri)
+        ex.location = m.location
+        if m.regex_match is not None:
+            ex.vars.set_captures(m.regex_match)
+        return m
+
+    async def _serve(self, ex: Exchange) -> None:
+        m = self._route(ex)
+        req = ex.request
+        limit = ex.location.client_max_body_size
+        if limit and req.content_length is not None and req.content_length > limit:
+            self.log_error("error", f"client intended to send too large body: "
+                           f"{req.content_length} bytes", ex, None)
+            ex.keep_alive = False
+            await self._error(ex, 413)
+            return
+        if m.redirect_slash:
+            target = ex.uri + "/" + (f"?{ex.vars.args}" if ex.vars.args else "")
+            self._send(ex, error_response(ex, 301, location=absolute_location(ex, target),
+                                            relative=True))
+            return
+        await self._content(ex)
+
+    async def _content(self, ex: Exchange) -> None:
+        loc = ex.location
+        try:
+            if loc.return_ is not None:
+                code, text = loc.return_
+                if code >= 400 and text is None or code == 444:
+                    await self._error(ex, code)
+                else:
+                    self._send(ex, return_response(ex, code, text))
+            elif loc.proxy_pass is not None:
+                result = await proxy(self, ex)
+                if result.tunnel is not None:
+                    await self._tunnel(ex, result)
+                elif result.status:
+                    await self._error(ex, result.status)
+                else:
+                    ex.keep_alive = result.keep_alive
+            else:
+                await self._static(ex)
+        except BodyTooLarge:
+            ex.keep_alive = False
+            await self._error(ex, 413)
+        except _ClientGone:
+            ex.keep_alive = False
+            ex.status = ex.status or 400
+
+    async def _static(self, ex: Exchange) -> None:
+        resp = serve_static(ex, self.log_error)
+        if resp.status >= 400 and self._error_page_for(ex, resp.status) is not None:
+            await self._error(ex, resp.status)
+            return
+        self._send(ex, resp)
+
+    async def _tunnel(self, ex: Exchange, result: Any) -> None:
+        self.tunnel = result.tunnel
+        stats = await result.tunnel.wait()
+        ex.bytes_sent = result.tunnel_head_bytes + stats.bytes_down
+        ex.vars.now = ex.vars.start_time + (time.time() - ex.vars.start_time)
+        ex.keep_alive = False
+        if stats.how == "read_timeout":
+            self.log_error("error", "upstream timed out", ex, "proxying upgraded connection",
+                           err=110, upstream=ex.upstream_url)
+
+    # -- errors and error_page -------------------------------------------------------
+
+    def _error_page_for(self, ex: Exchange, status: int) -> tuple[int | None, str] | None:
+        if ex.internal:
+            return None
+        for codes, overwrite, uri in ex.location.error_page:
+            if status in codes:
+                return overwrite, uri
+        return None
+
+    async def _error(self, ex: Exchange, status: int) -> None:
+        if status == 444:
+            ex.status, ex.keep_alive = 444, False
+            self.stream.abort()
+            return
+        page = self._error_page_for(ex, status)
+        if page is None:
+            if not ex.body_read and ex.keep_alive:
+                await self.discard_body(ex)
+            self._send(ex, error_response(ex, status))
+            return
+        overwrite, uri = page
+        rendered = uri
+        if not ex.body_read and ex.keep_alive and status not in (413,):
+            await self.discard_body(ex)
+        if uri.startswith("@"):
+            named = route.named_location(ex.server, uri)
+            if named is None:
+                self._send(ex, error_response(ex, status))
+                return
+            ex.internal = True
+            ex.location = named
+        elif uri.startswith("/"):
+            path, _, args = rendered.partition("?")
+            ex.internal = True
+            ex.uri = path
+            ex.vars.uri = path
+            ex.vars.args = args or None
+            self._route(ex)
+        else:
+            code = overwrite if overwrite in (301, 302, 303, 307, 308) else 302
+            self._send(ex, error_response(ex, code, location=rendered.encode("latin-1")))
+            return
+        if overwrite != 0:
+            ex.extra["err_status"] = overwrite or status
+        await self._content(ex)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _send(self, ex: Exchange, resp: LocalResponse) -> None:
+        override = ex.extra.get("err_status")
+        head = resp.head
+        status = resp.status
+        if override and head.startswith(b"HTTP/1.1 "):
+            from wsgate.http.pages import status_line
+            head = status_line(override) + head.split(b"\r\n", 1)[1]
+            status = override
+        ex.status = status
+        ex.keep_alive = resp.keep_alive and ex.keep_alive
+        self.stream.write(head)
+        self.stream.write(resp.body)
+        ex.bytes_sent += len(head) + len(resp.body)
+        ex.vars.body_bytes_sent += len(resp.body)
+
+    async def _finish(self, ex: Exchange) -> bool:
+        ex.vars.status = ex.status
+        ex.vars.bytes_sent = ex.bytes_sent
+        if self.tunnel is not None:
+            self.runtime.access_log(ex)
+            return False
+        if ex.keep_alive and not ex.body_read and _has_body(ex.request):
+            await self.discard_body(ex)
+        self.runtime.access_log(ex)
+        return ex.keep_alive and not self.stream.lost
+
+    # -- the request body --------------------------------------------------------------
+
+    async def body_pieces(self, ex: Exchange) -> AsyncIterator[bytes]:
+        """The request body piece by piece (100-continue, limits, timeouts)."""
+        req = ex.request
+        reader = framing.body_reader(req.content_length, req.chunked)
+        if reader is None or ex.body_read or req.content_length == 0:
+            ex.body_read = True
+            return
+        if req.expect_continue:
+            self.stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        limit = ex.location.client_max_body_size
+        total = 0
+        while True:
+            try:
+                data = await self.stream.read(ex.location.client_body_timeout)
+            except ReadTimeout:
+                self.log_error("info", "client timed out", ex, "reading client request body",
+                               err=110)
+                raise _ClientGone() from None
+            try:
+                events, rest = reader.feed(data)
+            except RemoteProtocolError as exc:
+                self.log_error("info", str(exc), ex, "reading client request body")
+                raise _ClientGone() from None
+            self.stream.unread(rest)
+            for event in events:
+                if isinstance(event, Data):
+                    total += len(event.data)
+                    if limit and total > limit:
+                        self.log_error("error", f"client intended to send too large "
+                                       f"chunked body: {total} bytes", ex, None)
+                        raise BodyTooLarge()
+                    ex.vars.request_length += len(event.data)
+                    yield event.data
+                elif isinstance(event, EndOfMessage):
+                    ex.body_read = True
+                    return
+
+    async def discard_body(self, ex: Exchange) -> None:
+        if ex.body_read:
+            return
+        try:
+            async for _ in self.body_pieces(ex):
+                pass
+        except (_ClientGone, BodyTooLarge):
+            ex.keep_alive = False
+        ex.body_read = True
+
+    # -- logging ---------------------------------------------------------------------
+
+    def log_error(self, level: str, message: str, ex: Exchange, action: str | None, *,
+                  err: int | None = None, upstream: str | None = None) -> None:
+        host = ex.vars.host if ex.vars.host else None
+        raw_host = next((v for n, v in ex.vars.headers if n.lower() == "host"), None)
+        tail = context(action, client=self.conn.remote_addr, server=_name(ex.server),
+                       request=ex.vars.request_line or None, upstream=upstream,
+                       host=raw_host if raw_host is not None else host)
+        self.runtime.log.write(level, message, err=err, connection=self.conn.number,
+                               tail=tail)
+
+    def close_idle(self) -> None:
+        """Graceful shutdown: an idle keep-alive connection is closed at once."""
+        if self.idle:
+            self.stream.close()
+
+
+def _has_body(request: Request) -> bool:
+    return request.chunked or bool(request.content_length)
+
+
+def _host(request: Request) -> str | None:
+    return request.host.decode("latin-1") if request.host else None
+
+
+def _name(server: Any) -> str:
+    for name in server.server_names:
+        return name
+    return ""

@@ -1,0 +1,288 @@
+"""The serving worker: listening sockets, config generations, connections.
+
+`Runtime` is one config generation (servers grouped per listen address, upstreams,
+access logs); connections keep the generation they were accepted under. `Worker`
+binds the listeners (G's listen.py), serves them on the running loop, and swaps
+generations on reload: a listener whose address survives keeps its socket, new
+addresses are bound, vanished ones are closed. Graceful stop closes listeners and
+idle keep-alive connections, then waits for in-flight requests and tunnels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from typing import Any
+
+from wsgate.observe.accesslog import AccessLogs
+from wsgate.observe.errorlog import ErrorLog
+from wsgate.proxy import listen as listen_mod
+from wsgate.proxy.context import ConnInfo
+from wsgate.proxy.downstream import Downstream
+from wsgate.proxy.route import AddressServers
+from wsgate.proxy.stream import Stream
+
+__all__ = ["Runtime", "Worker", "listen_key", "group_servers"]
+
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def listen_key(listen: Any) -> tuple[str, int | None, str | None]:
+    """(host, port, unix path) of a `listen`: the identity of a socket."""
+    if listen.unix_path is not None:
+        return ("unix", None, listen.unix_path)
+    return (listen.host or "0.0.0.0", listen.port, None)
+
+
+def group_servers(servers: tuple[Any, ...]) -> dict[tuple[str, int | None, str | None],
+                                                      AddressServers]:
+    """Servers per listen address, with each address's default server."""
+    members: dict[Any, list[Any]] = {}
+    defaults: dict[Any, Any] = {}
+    for srv in servers:
+        for lst in srv.listens:
+            key = listen_key(lst)
+            bucket = members.setdefault(key, [])
+            if srv not in bucket:
+                bucket.append(srv)
+            if lst.default_server and key not in defaults:
+                defaults[key] = srv
+    return {k: AddressServers(tuple(v), defaults.get(k, v[0])) for k, v in members.items()}
+
+
+def _all_locations(servers: tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+
+    def walk(locs: tuple[Any, ...]) -> None:
+        for loc in locs:
+            out.append(loc)
+            walk(loc.locations)
+    for srv in servers:
+        out.append(srv.root)
+        walk(srv.locations)
+    return out
+
+
+class Runtime:
+    """One config generation, as the connections accepted under it see it."""
+
+    def __init__(self, cfg: Any, log: ErrorLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.prefix = cfg.prefix
+        http = cfg.http
+        self.servers = http.servers if http is not None else ()
+        self.groups = group_servers(self.servers)
+        self.upstreams = dict(http.upstreams) if http is not None else {}
+        self.access = AccessLogs(http)
+        self.access.open_all(_all_locations(self.servers))
+        self.closing = False
+        self.connections: set[Downstream] = set()
+
+    def group_for(self, key: Any, local: Any) -> AddressServers | None:
+        """The address group of a connection accepted on listener `key`."""
+        host, port, unix = key
+        if unix is not None or host not in _WILDCARDS:
+            return self.groups.get(key)
+        # A wildcard socket also serves the specific addresses on its port.
+        specific = self.groups.get((local[0], port, None)) if isinstance(local, tuple) \
+            else None
+        return specific or self.groups.get(key)
+
+    def access_log(self, ex: Any) -> None:
+        try:
+            self.access.log(ex.location, ex.vars)
+        except Exception as exc:   # a bad log template must not break serving
+            self.log.write("alert", f"access log failed: {exc}")
+
+    def close(self) -> None:
+        self.access.close()
+
+
+def bind_keys(groups: dict[Any, Any]) -> dict[Any, Any]:
+    """The sockets to bind: wildcard ports cover their specific addresses."""
+    wild_ports = {(k[0], k[1]) for k in groups if k[0] in _WILDCARDS}
+    out = {}
+    for key in groups:
+        host, port, unix = key
+        if unix is None and host not in _WILDCARDS:
+            wildcard = "::" if ":" in host else "0.0.0.0"
+            if (wildcard, port) in wild_ports:
+                continue
+        out[key] = key
+    return out
+
+
+def spec_for(key: Any, listens: list[Any]) -> listen_mod.ListenSpec:
+    host, port, unix = key
+    opts: dict[str, Any] = {}
+    for lst in listens:
+        if listen_key(lst) == key:
+            opts = dict(backlog=lst.backlog, reuseport=lst.reuseport,
+                        ipv6only=lst.ipv6only, rcvbuf=lst.rcvbuf, sndbuf=lst.sndbuf)
+            break
+    if unix is not None:
+        return listen_mod.ListenSpec(unix=unix, **opts)
+    return listen_mod.ListenSpec(host=host, port=port or 80, **opts)
+
+
+class Worker:
+    """Serves listeners with the current Runtime; see the module docstring."""
+
+    def __init__(self, log: ErrorLog) -> None:
+        self.log = log
+        self.runtime: Runtime | None = None
+        self.sockets: dict[Any, socket.socket] = {}
+        self.specs: dict[Any, listen_mod.ListenSpec] = {}
+        self.servers: dict[Any, asyncio.AbstractServer] = {}
+        self.old: list[Runtime] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.numbers = itertools.count(1)
+
+    # -- binding ----------------------------------------------------------------------
+
+    def bind(self, cfg: Any) -> dict[Any, socket.socket]:
+        """Bind every listener of `cfg` not bound yet (ListenError on failure)."""
+        listens = [lst for srv in (cfg.http.servers if cfg.http else ()) for lst in srv.listens]
+        groups = group_servers(cfg.http.servers if cfg.http else ())
+        fresh: dict[Any, socket.socket] = {}
+        try:
+            for key in bind_keys(groups):
+                if key in self.sockets:
+                    continue
+                spec = spec_for(key, listens)
+                fresh[key] = listen_mod.bind_socket(spec)
+                self.specs[key] = spec
+        except BaseException:
+            for sock in fresh.values():
+                sock.close()
+            raise
+        return fresh
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def start(self, cfg: Any, sockets: dict[Any, socket.socket]) -> None:
+        self.runtime = Runtime(cfg, self.log)
+        self.sockets.update(sockets)
+        wanted = bind_keys(self.runtime.groups)
+        for key in list(self.servers):
+            if key not in wanted:
+                self.servers.pop(key).close()
+                sock = self.sockets.pop(key, None)
+                if sock is not None:
+                    sock.close()
+                listen_mod.unlink_unix(self.specs.pop(key))
+        for key in wanted:
+            if key in self.servers:
+                continue
+            spec = self.specs[key]
+            self.servers[key] = await listen_mod.start_serving(
+                self.sockets[key], lambda k=key: self._accept(k), backlog=spec.backlog)
+
+    async def reload(self, cfg: Any, sockets: dict[Any, socket.socket]) -> None:
+        """Swap in a new generation; old connections keep theirs."""
+        old = self.runtime
+        await self.start(cfg, sockets)
+        if old is not None:
+            self.old.append(old)
+
+    def _accept(self, key: Any) -> asyncio.Protocol:
+        runtime = self.runtime
+        assert runtime is not None
+        return _ClientStream(lambda stream, transport: self._start_connection(
+            runtime, key, stream, transport))
+
+    def _start_connection(self, runtime: Runtime, key: Any, stream: Stream,
+                          transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        group = runtime.group_for(key, local)
+        if group is None:
+            transport.close()
+            return
+        conn = ConnInfo(next(self.numbers), *_addr(peer, "unix:"), *_addr(local, "unix:"))
+        dc = Downstream(runtime, group, stream, conn)
+        runtime.connections.add(dc)
+        task = asyncio.get_running_loop().create_task(dc.run())
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.tasks.discard(t)
+            runtime.connections.discard(dc)
+        task.add_done_callback(done)
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def stop_listening(self) -> None:
+        for server in self.servers.values():
+            server.close()
+        self.servers.clear()
+
+    def close_sockets(self) -> None:
+        for key, sock in self.sockets.items():
+            sock.close()
+            spec = self.specs.get(key)
+            if spec is not None:
+                listen_mod.unlink_unix(spec)
+        self.sockets.clear()
+
+    def runtimes(self) -> list[Runtime]:
+        return [r for r in [*self.old, self.runtime] if r is not None]
+
+    async def graceful(self, timeout: float | None) -> None:
+        """QUIT: stop accepting, let in-flight requests and tunnels finish."""
+        self.stop_listening()
+        for rt in self.runtimes():
+            rt.closing = True
+            for dc in list(rt.connections):
+                dc.close_idle()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout)
+        self.fast()
+
+    def fast(self) -> None:
+        """TERM/INT: drop everything now."""
+        self.stop_listening()
+        for task in list(self.tasks):
+            task.cancel()
+        for rt in self.runtimes():
+            for dc in list(rt.connections):
+                if dc.tunnel is not None:
+                    dc.tunnel.abort()
+                dc.stream.abort()
+            rt.close()
+        self.close_sockets()
+
+    def reopen_logs(self) -> None:
+        for rt in self.runtimes():
+            rt.access.reopen()
+
+    def prune(self) -> None:
+        """Forget old generations whose last connection ended."""
+        keep = []
+        for rt in self.old:
+            if rt.connections:
+                keep.append(rt)
+            else:
+                rt.close()
+        self.old = keep
+
+
+class _ClientStream(Stream):
+    """A client connection's stream: starts its Downstream once connected."""
+
+    def __init__(self, on_made: Any) -> None:
+        super().__init__()
+        self._on_made = on_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        listen_mod.set_nodelay(transport)
+        self._on_made(self, transport)
+
+
+def _addr(name: Any, unix_text: str) -> tuple[str, int | None]:
+    if isinstance(name, tuple):
+        return str(name[0]), int(name[1])
+    return unix_text, None

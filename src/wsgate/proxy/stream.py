@@ -1,0 +1,147 @@
+"""A buffered asyncio.Protocol with awaitable reads, for the request/response phase.
+
+Both the client connection and the upstream connection use it while HTTP messages
+are exchanged: `data_received` appends to a bounded buffer (reading pauses above
+`limit`), coroutines take bytes with `read()`. When a connection becomes a tunnel,
+`detach()` returns the bytes read but not consumed, which the tunnel relays first,
+so nothing read past a head is lost or reordered. EOF is kept as a flag and the
+transport stays open (`eof_received` returns True) so half-close can be relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["Stream", "ReadTimeout", "StreamClosed"]
+
+
+class ReadTimeout(Exception):
+    """No bytes arrived within the read timeout."""
+
+
+class StreamClosed(Exception):
+    """The connection was lost (reset or closed by us) while waiting."""
+
+
+class Stream(asyncio.Protocol):
+    """Bytes in through `read()`, out through `write()`/`drain()`."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost = False
+        self.limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._paused = False
+        self._write_paused = False
+        self.on_lost: object = None
+
+    # -- protocol callbacks --------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > self.limit and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.eof = True
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        if callable(self.on_lost):
+            self.on_lost()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- reading -------------------------------------------------------------------
+
+    async def wait_data(self, timeout: float | None) -> None:
+        """Wait until the buffer is non-empty or EOF; ReadTimeout after `timeout`."""
+        if self.buffer or self.eof:
+            return
+        self._resume()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        try:
+            await asyncio.wait_for(self._waiter, timeout)
+        except asyncio.TimeoutError:
+            raise ReadTimeout() from None
+        finally:
+            self._waiter = None
+
+    async def read(self, timeout: float | None) -> bytes:
+        """Everything buffered (b"" at EOF)."""
+        await self.wait_data(timeout)
+        return self.take()
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self._resume()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front (leftovers of a parser)."""
+        if data:
+            self.buffer[0:0] = data
+
+    def _resume(self) -> None:
+        if self._paused and self.transport and len(self.buffer) <= self.limit:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # -- writing -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.lost and data:
+            self.transport.write(data)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the write buffer is below its high-water mark."""
+        if not self._write_paused or self.lost:
+            return
+        self._drain = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._drain, timeout)
+        except asyncio.TimeoutError:
+            raise ReadTimeout() from None
+        finally:
+            self._drain = None
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def detach(self) -> bytes:
+        """Hand the transport over (to a tunnel): returns the unconsumed bytes."""
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self._paused = False
+        return data
