@@ -89,7 +89,7 @@ def test_capital_v_is_parseable_like_nginx_tests_does() -> None:
         "http_ssl": r"http_ssl",
     }.items()}
     assert has == {"http": True, "proxy": True, "map": True, "upstream_keepalive": True,
-                   "upstream_least_conn": True, "rewrite": False, "gzip": False,
+                   "upstream_least_conn": True, "rewrite": True, "gzip": False,
                    "access": False, "cache": False, "stream": False, "sni": False,
                    "stub_status": True, "http_ssl": False}
 

@@ -76,7 +76,7 @@ MODULES: tuple[Module, ...] = (
     Module("http_map_module", True, True),
     Module("http_split_clients_module", True, False),
     Module("http_referer_module", True, False),
-    Module("http_rewrite_module", True, False),
+    Module("http_rewrite_module", True, True),
     Module("http_proxy_module", True, True),
     Module("http_fastcgi_module", True, False),
     Module("http_uwsgi_module", True, False),
@@ -377,20 +377,29 @@ def _run(opts: Options, paths: Paths, log: ErrorLog) -> int:
 
 def _load(opts: Options, paths: Paths, log: ErrorLog) -> Any:
     """Load the config, logging errors and warnings as nginx does; None on failure."""
-    from wsgate.config.load import load_config
+    from wsgate.config.load import InitError, load_config
 
     def warn(finding: ConfigError) -> None:
         log.write(finding.level or "warn", str(finding))
 
     try:
-        cfg = load_config(_absolute(paths.conf_file), prefix=paths.prefix, globals_=opts.conf_params,
-                          resolve=resolve, warn=warn)
+        cfg = load_config(_absolute(paths.conf_file), prefix=paths.prefix,
+                          globals_=opts.conf_params, resolve=resolve, warn=warn,
+                          default_error_log=paths.error_log or "stderr")
+    except InitError as exc:   # nginx finds these after printing "syntax is ok"
+        _syntax_ok(opts, paths)
+        log.write(exc.level or "emerg", str(exc))
+        return None
     except ConfigError as exc:
         log.write(exc.level or "emerg", str(exc))
         return None
+    _syntax_ok(opts, paths)
+    return cfg
+
+
+def _syntax_ok(opts: Options, paths: Paths) -> None:
     if opts.test_config and not opts.quiet:
         _stderr(f"{PROGRAM}: the configuration file {paths.conf_file} syntax is ok\n")
-    return cfg
 
 
 def _finish_test(opts: Options, paths: Paths, log: ErrorLog, cfg: Any) -> int:

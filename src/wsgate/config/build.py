@@ -27,6 +27,7 @@ from wsgate.errors import ConfigError
 __all__ = ["Level", "Builder", "Entry"]
 
 MAX_INCLUDE_DEPTH = 64
+_PREDICATES = frozenset({"proxy_cache_bypass", "proxy_no_cache"})
 
 
 @dataclass(slots=True)
@@ -92,10 +93,7 @@ class Builder:
                 pattern = full_name(item.args[0], self.conf_prefix)
                 paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
                 for path in paths:
-                    try:
-                        data = lexer.read_bytes(path)
-                    except ConfigError as exc:
-                        raise self.err(item, exc.message) from None
+                    data = self.read(item, path)
                     sub = Statement("", (), path, 0, block=tuple(lexer.parse_file(path, data)))
                     out.extend(self.flatten_body(sub))
                 continue
@@ -131,14 +129,24 @@ class Builder:
         if directive.kind == "refused":
             raise self.err(stmt, f'"{stmt.name}" directive is not supported by wsgate')
         if directive.kind == "ignored":
-            self._ignore(stmt)
+            self._ignore(stmt, form, level)
             return
         if form.store == "custom":
             _HANDLERS[(stmt.name, ctx if stmt.name in _BY_CTX else "")](self, stmt, level, ctx)
         else:
             self.store(stmt, form, level)
 
-    def _ignore(self, stmt: Statement) -> None:
+    def _ignore(self, stmt: Statement, form: Form, level: Level) -> None:
+        """Validate like nginx's slot would (value, duplicate), then warn."""
+        self.parse_value(stmt, form)
+        if stmt.name in _PREDICATES:     # nginx compiles them: unknown variables fail
+            for arg in stmt.args:
+                templates.compile(arg, self.table, stmt.file, stmt.line)
+        if form.store == "value":
+            seen = level.extra.setdefault("ignored", set())
+            if stmt.name in seen:
+                raise self.err(stmt, f'"{stmt.name}" directive is duplicate')
+            seen.add(stmt.name)
         if self.warn is not None:
             self.warn(ConfigError(f'"{stmt.name}" is not supported by wsgate and is ignored',
                                   stmt.file, stmt.line, stmt.col, level="warn"))
@@ -169,6 +177,16 @@ class Builder:
         self.store(stmt, Form(frozenset(), "ANY", store="array"), level, value)
 
     # --- include --------------------------------------------------------------
+    def read(self, stmt: Statement, path: str) -> bytes:
+        """An included file's bytes; open() errors get the include's position,
+        read errors (crit, nginx's pread) none, as in nginx."""
+        try:
+            return lexer.read_bytes(path)
+        except ConfigError as exc:
+            if exc.level == "crit":
+                raise
+            raise self.err(stmt, exc.message) from None
+
     def include(self, stmt: Statement, ctx: str, level: Level) -> None:
         """Expand an include where it stands: parse each file, walk it in `ctx`."""
         pattern = full_name(stmt.args[0], self.conf_prefix)
@@ -180,10 +198,7 @@ class Builder:
         real = os.path.realpath(path)
         if real in self.include_stack or len(self.include_stack) >= MAX_INCLUDE_DEPTH:
             raise self.err(stmt, f'include loop: "{path}" is already being included')
-        try:
-            data = lexer.read_bytes(path)
-        except ConfigError as exc:
-            raise self.err(stmt, exc.message) from None
+        data = self.read(stmt, path)
         self.files.append(path)
         self.include_stack.append(real)
         try:

@@ -60,7 +60,7 @@ _ANYWHERE = frozenset({MAIN, EVENTS, HTTP, SRV, LOC, UPS, SIF, LIF, LMT})
 _ARITY = {
     "NOARGS": {0}, "TAKE1": {1}, "TAKE2": {2}, "TAKE3": {3}, "TAKE4": {4},
     "TAKE5": {5}, "TAKE6": {6}, "TAKE7": {7}, "TAKE12": {1, 2}, "TAKE13": {1, 3},
-    "TAKE23": {2, 3}, "TAKE123": {1, 2, 3}, "TAKE1234": {1, 2, 3, 4}, "FLAG": {1},
+    "TAKE23": {2, 3}, "TAKE012": {0, 1, 2}, "TAKE123": {1, 2, 3}, "TAKE1234": {1, 2, 3, 4}, "FLAG": {1},
 }
 ARITIES = frozenset(_ARITY) | {"1MORE", "2MORE", "ANY"}
 MAX_ARGS = 7   # NGX_CONF_MAX_ARGS is 8 words including the name
@@ -132,9 +132,13 @@ def _row(name: str, contexts: frozenset[str], arity: str, parse: Slot | None = N
                                  wsgate if not old else old.wsgate_only)
 
 
-def _ignored(names: Sequence[str], contexts: frozenset[str], arity: str, **kw: Any) -> None:
+def _ignored(names: Sequence[str], contexts: frozenset[str], arity: str,
+             parse: Slot | None = None, store: str = "", **kw: Any) -> None:
+    """Rows nginx knows and wsgate ignores; a `parse` slot checks the arguments, and
+    store="value" (the default with a slot) makes a repeat "is duplicate" as in nginx."""
+    store = store or ("value" if parse is not None else "none")
     for name in names:
-        _row(name, contexts, arity, kind="ignored", store="none", **kw)
+        _row(name, contexts, arity, parse, kind="ignored", store=store, **kw)
 
 
 def _refused(names: Sequence[str], contexts: frozenset[str], arity: str, **kw: Any) -> None:
@@ -147,7 +151,7 @@ C = "custom"
 
 # --- core: main and events -------------------------------------------------
 _row("user", _M, "TAKE12", slots.strings)
-_row("worker_processes", _M, "TAKE1", slots.number_or_auto, default=1)
+_row("worker_processes", _M, "TAKE1", slots.worker_processes, default=1)
 _row("daemon", _M, "FLAG", F, default=True)
 _row("master_process", _M, "FLAG", F, default=True)
 _row("pid", _M, "TAKE1", S, default="logs/nginx.pid")
@@ -158,15 +162,20 @@ _row("env", _M, "TAKE1", S, store="array")
 _row("include", _ANYWHERE, "TAKE1", store=C)
 _row("events", _M, "NOARGS", block=True, store=C)
 _row("http", _M, "NOARGS", block=True, store=C)
-_row("worker_connections", _E, "TAKE1", N, default=512)
+_row("worker_connections", _E, "TAKE1", slots.quoted_number, default=512)
 _row("use", _E, "TAKE1", S)
 _row("multi_accept", _E, "FLAG", F, default=False)
 _row("accept_mutex", _E, "FLAG", F, default=False)
-_ignored(["worker_priority", "worker_cpu_affinity", "worker_rlimit_core",
-          "working_directory", "lock_file", "timer_resolution", "pcre_jit",
-          "thread_pool", "ssl_engine", "load_module", "google_perftools_profiles"],
-         _M, "1MORE")
-_ignored(["accept_mutex_delay", "worker_aio_requests", "debug_connection"], _E, "TAKE1")
+_ignored(["worker_priority"], _M, "TAKE1", slots.signed_number)
+_ignored(["worker_cpu_affinity"], _M, "1MORE", slots.cpu_affinity)
+_ignored(["worker_rlimit_core"], _M, "TAKE1", slots.offset)
+_ignored(["working_directory", "lock_file", "ssl_engine", "load_module"], _M, "TAKE1")
+_ignored(["timer_resolution"], _M, "TAKE1", MS)
+_ignored(["pcre_jit"], _M, "FLAG", F)
+_ignored(["thread_pool"], _M, "TAKE23", slots.thread_pool)
+_ignored(["accept_mutex_delay"], _E, "TAKE1", MS)
+_ignored(["worker_aio_requests"], _E, "TAKE1", N)
+_ignored(["debug_connection"], _E, "TAKE1")
 
 # --- http core --------------------------------------------------------------
 _row("server", _H, "NOARGS", block=True, store=C)
@@ -178,6 +187,16 @@ _row("root", _HSLI, "TAKE1", S, default="html")
 _row("alias", _L, "TAKE1", S, merge="local")
 _row("index", _HSL, "1MORE", slots.strings, store="array", merge="array")
 _row("return", frozenset({SRV, LOC, SIF, LIF}), "TAKE12", store=C, merge="local")
+_row("try_files", _SL, "2MORE", store=C, merge="local")
+# ngx_http_rewrite_module: rewrite/return/set/break/if of one level append, in order,
+# to that level's script, stored in the `rewrite` slot (config/script.py).
+_SLI = frozenset({SRV, LOC, SIF, LIF})
+_row("rewrite", _SLI, "TAKE23", store=C, merge="local")
+_row("set", _SLI, "TAKE2", store=C, merge="local")
+_row("break", _SLI, "NOARGS", store=C, merge="local")
+_row("if", _SL, "1MORE", block=True, store=C, merge="local")
+_row("rewrite_log", _HSLI, "FLAG", F, default=False)
+_row("uninitialized_variable_warn", _HSLI, "FLAG", F, default=True)
 _row("error_page", _HSLI, "2MORE", store=C, merge="array")
 _row("add_header", _HSLI, "TAKE23", store=C, merge="array")
 _row("types", _HSL, "NOARGS", block=True, store=C)
@@ -198,7 +217,7 @@ _row("ignore_invalid_headers", _HS, "FLAG", F, default=True)
 _row("underscores_in_headers", _HS, "FLAG", F, default=False)
 _row("send_timeout", _HSL, "TAKE1", MS, default=60.0)
 _row("server_tokens", _HSL, "TAKE1", slots.enum("on", "off", "build"), default="on")
-_row("expires", _HSLI, "TAKE12", slots.strings)
+_row("expires", _HSLI, "TAKE12", store=C)
 _row("etag", _HSL, "FLAG", F, default=True)
 _row("if_modified_since", _HSL, "TAKE1", slots.enum("off", "exact", "before"),
      default="exact")
@@ -212,7 +231,7 @@ _row("map", _H, "TAKE2", block=True, store=C)
 for _p in ("variables", "map", "types"):
     _row(f"{_p}_hash_max_size", _H if _p != "types" else _HSL, "TAKE1", SZ)
     _row(f"{_p}_hash_bucket_size", _H if _p != "types" else _HSL, "TAKE1", SZ)
-_ignored(["server_names_hash_max_size", "server_names_hash_bucket_size"], _H, "TAKE1")
+_ignored(["server_names_hash_max_size", "server_names_hash_bucket_size"], _H, "TAKE1", N)
 
 # --- proxy ------------------------------------------------------------------
 _HDR = "custom"
@@ -261,13 +280,14 @@ _row("proxy_ssl_session_reuse", _HSL, "FLAG", F, default=True)
 _row("proxy_ssl_crl", _HSL, "TAKE1", S)
 _row("proxy_ssl_password_file", _HSL, "TAKE1", S)
 _row("proxy_ssl_conf_command", _HSL, "TAKE2", slots.strings, store="array", merge="array")
-_ignored(["proxy_temp_path"], _HSL, "TAKE1234")
-_ignored(["proxy_max_temp_file_size", "proxy_temp_file_write_size", "proxy_limit_rate",
-          "proxy_headers_hash_max_size", "proxy_headers_hash_bucket_size",
-          "proxy_socket_keepalive", "proxy_force_ranges", "proxy_buffers_size"],
-         _HSL, "TAKE1")
-_refused(["proxy_cache", "proxy_cache_key", "proxy_cache_valid", "proxy_cache_bypass",
-          "proxy_no_cache", "proxy_cache_methods", "proxy_cache_min_uses",
+_ignored(["proxy_temp_path"], _HSL, "TAKE1234", slots.path)
+_ignored(["proxy_max_temp_file_size", "proxy_temp_file_write_size", "proxy_limit_rate"],
+         _HSL, "TAKE1", SZ)
+_ignored(["proxy_headers_hash_max_size", "proxy_headers_hash_bucket_size"], _HSL, "TAKE1", N)
+_ignored(["proxy_socket_keepalive", "proxy_force_ranges"], _HSL, "FLAG", F)
+# Harmless when there is no cache (nginx evaluates them only for a cached location).
+_ignored(["proxy_cache_bypass", "proxy_no_cache"], _HSL, "1MORE")
+_refused(["proxy_cache", "proxy_cache_key", "proxy_cache_valid", "proxy_cache_methods", "proxy_cache_min_uses",
           "proxy_cache_use_stale", "proxy_cache_lock", "proxy_cache_revalidate",
           "proxy_cache_background_update", "proxy_store", "proxy_cache_convert_head"],
          _HSL, "1MORE")
@@ -276,7 +296,7 @@ _refused(["proxy_cache_path"], _H, "2MORE")
 # --- upstream ---------------------------------------------------------------
 _row("upstream", _H, "TAKE1", block=True, store=C)
 for _b, _a in (("ip_hash", "NOARGS"), ("least_conn", "NOARGS"), ("hash", "TAKE12"),
-               ("random", "NOARGS" if False else "ANY")):
+               ("random", "TAKE012")):
     _row(_b, _U, _a, store=C)
 _row("zone", _U, "TAKE12", slots.strings)
 _row("keepalive", _U, "TAKE1", store=C)
@@ -301,8 +321,10 @@ _row("ssl_trusted_certificate", _HS, "TAKE1", S)
 _row("ssl_verify_depth", _HS, "TAKE1", N, default=1)
 _row("ssl_dhparam", _HS, "TAKE1", S)
 _row("ssl_password_file", _HS, "TAKE1", S)
-_ignored(["ssl_buffer_size", "ssl_early_data", "ssl_session_ticket_key", "ssl_crl",
-          "ssl_reject_handshake", "ssl_conf_command"], _HS, "TAKE12")
+_ignored(["ssl_buffer_size"], _HS, "TAKE1", SZ)
+_ignored(["ssl_early_data", "ssl_reject_handshake"], _HS, "FLAG", F)
+_ignored(["ssl_session_ticket_key", "ssl_crl"], _HS, "TAKE1")
+_ignored(["ssl_conf_command"], _HS, "TAKE2")
 _refused(["ssl_stapling", "ssl_stapling_file", "ssl_stapling_responder",
           "ssl_stapling_verify", "ssl_ocsp", "ssl_ocsp_cache", "ssl_ocsp_responder"],
          _HS, "TAKE12")
@@ -324,38 +346,55 @@ _row("websocket_log_open", _HSL, "FLAG", F, default=False, wsgate=True)
 _row("metrics", _L, "NOARGS", store=C, merge="local", default=False, wsgate=True)
 
 # --- nginx directives wsgate accepts and ignores (harmless tuning) -----------------
-_ignored(["sendfile", "tcp_nopush", "tcp_nodelay", "gzip", "gzip_vary", "gzip_proxied",
-          "gzip_static", "gunzip", "reset_timedout_connection", "msie_padding",
-          "msie_refresh", "absolute_redirect", "port_in_redirect",
+# Their arguments are still checked with nginx's slot, contexts and arity, so a
+# config nginx rejects is rejected here too; only then is the warning given.
+_HSLF = _HSLI - {SIF}           # http, server, location, if in location
+_ignored(["sendfile", "gzip", "ssi", "override_charset"], _HSLF, "FLAG", F)
+_ignored(["charset", "source_charset"], _HSLF, "TAKE1")
+_ignored(["tcp_nopush", "tcp_nodelay", "gzip_vary", "gunzip", "reset_timedout_connection",
+          "msie_padding", "msie_refresh", "absolute_redirect", "port_in_redirect",
           "server_name_in_redirect", "chunked_transfer_encoding", "log_subrequest",
-          "recursive_error_pages", "merge_slashes", "disable_symlinks",
-          "open_file_cache_errors", "lingering_close", "sendfile_max_chunk",
-          "client_body_in_single_buffer", "charset", "source_charset", "override_charset",
-          "ssi", "ssi_silent_errors", "autoindex", "autoindex_exact_size",
-          "autoindex_localtime"], _HSLI, "TAKE1")
+          "recursive_error_pages", "open_file_cache_errors", "client_body_in_single_buffer",
+          "ssi_silent_errors", "autoindex", "autoindex_exact_size", "autoindex_localtime",
+          "aio_write"], _HSL, "FLAG", F)
+_ignored(["merge_slashes"], _HS, "FLAG", F)
+_ignored(["keepalive_disable"], _HSL, "1MORE")   # msie6/safari quirks only
 _ignored(["gzip_types", "gzip_disable", "ssi_types", "charset_types"], _HSL, "1MORE")
-_ignored(["gzip_comp_level", "gzip_min_length", "gzip_http_version", "postpone_output",
-          "lingering_time", "lingering_timeout", "open_file_cache_valid",
-          "open_file_cache_min_uses", "directio_alignment", "read_ahead",
-          "send_lowat", "output_buffers", "gzip_buffers", "aio_write", "directio",
-          "max_ranges", "subrequest_output_buffer_size", "client_body_in_file_only",
-          "connection_pool_size", "request_pool_size", "satisfy_any"], _HSL, "TAKE12")
-_ignored(["open_file_cache", "aio"], _HSL, "TAKE12")
+_ignored(["gzip_proxied"], _HSL, "1MORE", slots.bitmask(
+    "off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag",
+    "auth", "any"), store="array")
+_ignored(["gzip_static"], _HSL, "TAKE1", slots.enum("off", "on", "always"))
+_ignored(["gzip_http_version"], _HSL, "TAKE1", slots.enum("1.0", "1.1"))
+_ignored(["lingering_close"], _HSL, "TAKE1", slots.enum("off", "on", "always"))
+_ignored(["client_body_in_file_only"], _HSL, "TAKE1", slots.enum("off", "on", "clean"))
+_ignored(["gzip_comp_level"], _HSL, "TAKE1", slots.number_between(1, 9))
+_ignored(["gzip_min_length", "postpone_output", "read_ahead", "send_lowat",
+          "sendfile_max_chunk", "subrequest_output_buffer_size"], _HSL, "TAKE1", SZ)
+_ignored(["directio_alignment"], _HSL, "TAKE1", slots.offset)
+_ignored(["directio"], _HSL, "TAKE1", slots.off_or(slots.offset))
+_ignored(["lingering_time", "lingering_timeout"], _HSL, "TAKE1", MS)
+_ignored(["open_file_cache_valid"], _HSL, "TAKE1", T)
+_ignored(["open_file_cache_min_uses", "max_ranges"], _HSL, "TAKE1", N)
+_ignored(["gzip_buffers", "output_buffers", "gunzip_buffers"], _HSL, "TAKE2", slots.bufs)
+_ignored(["connection_pool_size", "request_pool_size"], _HS, "TAKE1",
+         slots.size_at_least(112, "the pool size must be no less than 112"))
+_ignored(["aio"], _HSL, "TAKE1", slots.aio)
+_ignored(["disable_symlinks"], _HSL, "TAKE12", slots.disable_symlinks)
+_ignored(["open_file_cache"], _HSL, "TAKE12", slots.open_file_cache)
 _ignored(["client_body_temp_path", "fastcgi_temp_path", "uwsgi_temp_path",
-          "scgi_temp_path"], _HSL, "TAKE1234")
+          "scgi_temp_path"], _HSL, "TAKE1234", slots.path)
 
 # --- nginx directives wsgate refuses (they change who gets what) ------------------
 _refused(["allow", "deny", "auth_basic", "auth_basic_user_file", "auth_request",
-          "try_files", "limit_req", "limit_conn", "sub_filter", "sub_filter_once",
+          "limit_req", "limit_conn", "sub_filter", "sub_filter_once",
           "sub_filter_types", "sub_filter_last_modified", "satisfy", "internal",
-          "rewrite_log", "break", "limit_rate", "limit_rate_after",
+          "limit_rate", "limit_rate_after",
           "limit_req_status", "limit_conn_status", "limit_req_log_level",
           "limit_conn_log_level", "set_real_ip_from", "real_ip_header",
           "real_ip_recursive", "dav_methods", "mirror", "secure_link",
           "add_before_body", "add_after_body", "random_index", "flv", "mp4"],
          _HSLI, "ANY")
-_refused(["auth_request_set", "set", "rewrite"], _HSLI, "ANY")
-_refused(["if"], _SL, "1MORE", block=True)
+_refused(["auth_request_set"], _HSLI, "ANY")
 _refused(["limit_except"], _L, "1MORE", block=True)
 _refused(["limit_req_zone", "limit_conn_zone"], _H, "ANY")
 _refused(["geo"], _H, "TAKE12", block=True)

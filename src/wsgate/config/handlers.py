@@ -11,12 +11,16 @@ import re
 from typing import Any
 
 from wsgate.config import templates
-from wsgate.config.build import Builder, Entry, Level, handler
-from wsgate.config.directives import EVENTS, HTTP, LOC, SRV, UPS
+from wsgate.config import expires, script
+from wsgate.config.build import Builder, Entry, Handler, Level, handler
+from wsgate.config.directives import EVENTS, HTTP, LIF, LOC, SIF, SRV, UPS
 from wsgate.config.lexer import Statement
 from wsgate.config.model import (AccessLog, Header, Listen, LogFormat, ProxyPass,
-                                 UpstreamServer)
-from wsgate.config.slots import parse_size, parse_time
+                                 TryFiles, UpstreamServer)
+from wsgate.config.regex import NginxRegexError, compile_nginx_regex
+from wsgate.config.slots import SlotError, bufs, parse_size, parse_time
+from wsgate.errors import ConfigError
+from wsgate.errors import ConfigError
 
 
 @handler("include")
@@ -116,6 +120,9 @@ def _listen(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
 
 @handler("server_name")
 def _server_name(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+    for name in stmt.args:
+        if name.startswith("~"):   # a regex name: its captures become variables
+            compile_regex(b, stmt, name[1:], True)
     level.extra["server_names"].extend(stmt.args)
 
 
@@ -166,15 +173,22 @@ def _check_nesting(b: Builder, stmt: Statement, parent: Level, kind: str, patter
 def _compile(b: Builder, stmt: Statement, kind: str, pattern: str) -> Any:
     if not kind.startswith("regex"):
         return None
+    return compile_regex(b, stmt, pattern, kind == "regex_caseless")
+
+
+def compile_regex(b: Builder, stmt: Statement, pattern: str, caseless: bool) -> Any:
+    """Compile a location/server_name regex as nginx (PCRE2) would, and declare its
+    named captures as variables, as ngx_regex_compile does at load."""
     try:
-        from wsgate.config.regex import compile_nginx_regex
-        return compile_nginx_regex(pattern, kind == "regex_caseless")
-    except ImportError:
-        flags = re.IGNORECASE if kind == "regex_caseless" else 0
+        regex = compile_nginx_regex(pattern, caseless)
+    except NginxRegexError as exc:
+        raise b.err(stmt, str(exc)) from None
+    for name in regex.groupindex:
         try:
-            return re.compile(pattern, flags)
-        except re.error as exc:
-            raise b.err(stmt, f'invalid regex "{pattern}": {exc}') from None
+            b.table.define_capture(name)
+        except ConfigError as exc:
+            raise b.err(stmt, exc.message) from None
+    return regex
 
 
 # --- upstream ------------------------------------------------------------------------
@@ -188,6 +202,14 @@ def _upstream(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
     b.upstreams[name] = ups
     b.walk(stmt.block or (), UPS, ups)
     ups.extra["end_line"] = stmt.end_line
+    if not ups.extra["servers"]:   # checked at the block's end, as nginx does
+        raise ConfigError("no servers are inside upstream", stmt.file,
+                          stmt.end_line or stmt.line)
+
+
+# Balancers that refuse `backup` (their NGX_HTTP_UPSTREAM_BACKUP flag is unset). The
+# check runs when a `server` line is read, so `server ... backup; ip_hash;` passes.
+_NO_BACKUP = frozenset({"ip_hash", "hash", "random"})
 
 
 @handler("server", UPS)
@@ -198,32 +220,64 @@ def _upstream_server(b: Builder, stmt: Statement, level: Level, ctx: str) -> Non
         raise b.err(stmt, f'invalid port in upstream "{stmt.args[0]}"') from None
     opts: dict[str, Any] = {}
     for arg in stmt.args[1:]:
-        key, eq, val = arg.partition("=")
-        value: Any = None
-        if eq and key in ("weight", "max_fails", "max_conns") and val.isdigit():
-            value = int(val)
-            if key == "weight" and value == 0:
-                value = None
-        elif eq and key == "fail_timeout":
-            value = parse_time(val, is_sec=True)
-        elif not eq and key in ("backup", "down", "resolve"):
-            value = True
+        key, value = _server_param(arg)
         if value is None:
             raise b.err(stmt, f'invalid parameter "{arg}"')
+        if key == "backup" and level.extra["balancer"][0] in _NO_BACKUP:
+            raise b.err(stmt, 'balancing method does not support parameter "backup"')
         opts[key] = value
     addrs = b.resolve_host(stmt, host, port, f'host not found in upstream "{stmt.args[0]}"')
     level.extra["servers"].append(UpstreamServer(host, port, unix, addresses=addrs,
                                                  file=stmt.file, line=stmt.line, **opts))
 
 
-def _balancer(name: str) -> None:
+def _server_param(arg: str) -> tuple[str, Any]:
+    """One `server` parameter -> (key, value); value None when nginx rejects it.
+
+    `resolve` is an nginx Plus parameter: open-source 1.22 rejects it.
+    """
+    key, eq, val = arg.partition("=")
+    if eq and key in ("weight", "max_fails", "max_conns") and val.isdigit():
+        return key, (None if key == "weight" and int(val) == 0 else int(val))
+    if eq and key == "fail_timeout":
+        return key, parse_time(val, is_sec=True)
+    if not eq and key in ("backup", "down"):
+        return key, True
+    return key, None
+
+
+def _balancer(name: str, check: Any) -> None:
     @handler(name)
     def set_balancer(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+        check(b, stmt)
+        if level.extra.get("balancer_line") is not None and b.warn is not None:
+            b.warn(ConfigError("load balancing method redefined", stmt.file, stmt.line,
+                               stmt.col, level="warn"))
         level.extra["balancer"] = (name, stmt.args)
+        level.extra["balancer_line"] = stmt.line
 
 
-for _name in ("ip_hash", "least_conn", "hash", "random"):
-    _balancer(_name)
+def _no_check(b: Builder, stmt: Statement) -> None:
+    return None
+
+
+def _check_hash(b: Builder, stmt: Statement) -> None:
+    templates.compile(stmt.args[0], b.table, stmt.file, stmt.line)
+    if len(stmt.args) == 2 and stmt.args[1] != "consistent":
+        raise b.err(stmt, f'invalid parameter "{stmt.args[1]}"')
+
+
+def _check_random(b: Builder, stmt: Statement) -> None:
+    """random [two [least_conn]] (least_time is nginx Plus)."""
+    for i, arg in enumerate(stmt.args):
+        if (i, arg) not in ((0, "two"), (1, "least_conn")):
+            raise b.err(stmt, f'invalid parameter "{arg}"')
+
+
+_balancer("ip_hash", _no_check)
+_balancer("least_conn", _no_check)
+_balancer("hash", _check_hash)
+_balancer("random", _check_random)
 
 
 # --- map, types ------------------------------------------------------------------------
@@ -262,7 +316,7 @@ def _types(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
 def _log_format(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
     name, rest = stmt.args[0], list(stmt.args[1:])
     formats = level.extra.setdefault("log_formats", {})
-    if name in formats:
+    if name in formats or name == "combined":   # nginx predefines "combined"
         raise b.err(stmt, f'duplicate "log_format" name "{name}"')
     escape = "default"
     if rest[0].startswith("escape="):
@@ -314,9 +368,10 @@ def _proxy_pass(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
         return
     m = _URL.match(url)
     if not m:
-        raise b.err(stmt, f'invalid URL prefix in "{url}"')
+        raise b.err(stmt, "invalid URL prefix")
     scheme, authority, uri = m.group(1).lower(), m.group(2), m.group(3)
-    if uri is not None and level.extra.get("kind") in ("regex", "regex_caseless", "named"):
+    if uri is not None and level.extra.get("kind") in ("regex", "regex_caseless", "named",
+                                                       "if"):
         raise b.err(stmt, '"proxy_pass" cannot have URI part in location given by regular '
                     'expression, or inside named location, or inside "if" statement, '
                     'or inside "limit_except" block')
@@ -375,6 +430,77 @@ def _return(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
     tpl = templates.compile(text, b.table, stmt.file, stmt.line) if text is not None else None
     if "return" not in level.values:      # the first return wins at run time
         b.set_once(stmt, level, (code, tpl))
+    _script(level, stmt).append(script.Return(code, tpl, stmt.file, stmt.line))
+
+
+@handler("expires")
+def _expires(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+    try:
+        modified, value = expires.parse_args(stmt.args)
+        if "$" in value:
+            tpl = templates.compile(value, b.table, stmt.file, stmt.line)
+            parsed = expires.Expires("var", template=tpl, modified=modified)
+        else:
+            parsed = expires.parse_expires(value, modified)
+    except expires.ExpiresError as exc:
+        raise b.err(stmt, str(exc)) from None
+    b.set_once(stmt, level, parsed)
+
+
+# --- rewrite module: one ordered script per level (config/script.py) ---------------
+def _script(level: Level, stmt: Statement) -> list[Any]:
+    entry = level.values.get("rewrite")
+    if entry is None:
+        entry = level.values["rewrite"] = Entry([], stmt.file, stmt.line)
+    ops: list[Any] = entry.value
+    return ops
+
+
+def _op(fn: Any) -> Handler:
+    def handle(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+        try:
+            op = fn(stmt.args, b.table, stmt.file, stmt.line)
+        except ConfigError as exc:
+            raise b.err(stmt, exc.message) from None
+        _script(level, stmt).append(op)
+    return handle
+
+
+handler("rewrite")(_op(script.rewrite_op))
+handler("set")(_op(script.set_op))
+handler("break")(lambda b, stmt, level, ctx: _script(level, stmt).append(
+    script.Break(stmt.file, stmt.line)))
+
+
+@handler("if")
+def _if(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+    try:
+        cond = script.parse_condition(stmt.args, b.table, stmt.file, stmt.line)
+    except ConfigError as exc:
+        raise b.err(stmt, exc.message) from None
+    inner = Level(LOC, stmt.file, stmt.line)
+    inner.extra.update(kind="if", pattern=level.extra.get("pattern", ""), locations=[],
+                       regex=None)
+    ops = _script(level, stmt)        # the if op precedes the block's own ops
+    ops.append(script.If(cond, inner, stmt.file, stmt.line))
+    b.walk(stmt.block or (), SIF if ctx == SRV else LIF, inner)
+
+
+@handler("try_files")
+def _try_files(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+    """ngx_http_core_try_files: files as templates, then `=code` or a URI."""
+    if "try_files" in level.values:
+        raise b.err(stmt, '"try_files" directive is duplicate')
+    *names, last = stmt.args
+    files = tuple(templates.compile(n, b.table, stmt.file, stmt.line) for n in names)
+    code, fallback = None, None
+    if last.startswith("="):
+        if not last[1:].isdigit() or not last[1:].isascii() or int(last[1:]) > 999:
+            raise b.err(stmt, f'invalid code "{last}"')
+        code = int(last[1:])
+    else:
+        fallback = templates.compile(last, b.table, stmt.file, stmt.line)
+    b.set_once(stmt, level, TryFiles(files, fallback, code, stmt.file, stmt.line))
 
 
 @handler("error_page")
@@ -394,13 +520,11 @@ def _error_page(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
 def _num_size(name: str) -> None:
     @handler(name)
     def pair(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
-        num, size = stmt.args
-        if not num.isdigit() or int(num) == 0:
-            raise b.err(stmt, f'invalid value "{num}"')
-        parsed = parse_size(size)
-        if parsed is None or parsed == 0:
-            raise b.err(stmt, f'invalid value "{size}"')
-        b.set_once(stmt, level, (int(num), parsed))
+        try:      # ngx_conf_set_bufs_slot
+            value = bufs(stmt.args, stmt.name)
+        except SlotError as exc:
+            raise b.err(stmt, exc.message(stmt.name)) from None
+        b.set_once(stmt, level, value)
 
 
 _num_size("large_client_header_buffers")

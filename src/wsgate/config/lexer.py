@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -272,7 +273,13 @@ def parse_file(path: str, data: bytes | None = None) -> list[Statement]:
 def read_bytes(path: str) -> bytes:
     """Read a config file, turning OSError into nginx's open() message."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise ConfigError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})') from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        # nginx's ngx_read_file logs this at crit, without a config position
+        raise ConfigError(f'pread() "{path}" failed ({exc.errno}: {exc.strerror})',
+                          level="crit") from None

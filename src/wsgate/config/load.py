@@ -17,12 +17,12 @@ from wsgate.config import lexer
 from wsgate.config.build import Builder, full_name
 from wsgate.config.directives import MAIN
 from wsgate.config.lexer import COMMAND_LINE
-from wsgate.config.merge import build_config
+from wsgate.config.merge import InitError, build_config
 from wsgate.config.model import Config
 from wsgate.errors import ConfigError
 
 __all__ = ["load_config", "load_config_text", "config_files", "parse_file",
-           "DEFAULT_PREFIX"]
+           "DEFAULT_PREFIX", "InitError"]
 
 DEFAULT_PREFIX = "/usr/share/nginx/"
 parse_file = lexer.parse_file
@@ -41,22 +41,29 @@ def _builder(prefix: str, conf_file: str, resolve: Any, warn: Any) -> Builder:
 
 
 def _run(b: Builder, conf_file: str, stmts: list[lexer.Statement],
-         globals_: str | None) -> Config:
+         globals_: str | None, default_error_log: str | None = None) -> Config:
     if globals_:
         b.walk(lexer.parse_text(globals_, COMMAND_LINE, param=True), MAIN, b.main)
     b.include_stack.append(os.path.realpath(conf_file))
     b.walk(stmts, MAIN, b.main)
-    return build_config(b, conf_file)
+    return build_config(b, conf_file, default_error_log)
 
 
 def load_config(path: str, *, prefix: str | None = None, globals_: str | None = None,
                 resolve: Callable[[str, int], list[str]] | None = None,
-                warn: Callable[[ConfigError], None] | None = None) -> Config:
-    """Load an nginx config file; `path` may be relative to `prefix` (-p/-c rules)."""
+                warn: Callable[[ConfigError], None] | None = None,
+                default_error_log: str | None = None) -> Config:
+    """Load an nginx config file; `path` may be relative to `prefix` (-p/-c rules).
+
+    `default_error_log` (a path relative to the prefix, or "stderr") is the error
+    log used when the main level has no `error_log`: nginx's `-e` value, else its
+    compiled-in default (`logs/error.log` when None). Errors nginx reports only
+    after "syntax is ok" are raised as InitError (a ConfigError).
+    """
     prefix, conf_file = _paths(path, prefix)
     b = _builder(prefix, conf_file, resolve, warn)
     b.files.append(conf_file)
-    return _run(b, conf_file, lexer.parse_file(conf_file), globals_)
+    return _run(b, conf_file, lexer.parse_file(conf_file), globals_, default_error_log)
 
 
 def load_config_text(text: str, *, name: str = "<string>", prefix: str | None = None,
@@ -64,7 +71,8 @@ def load_config_text(text: str, *, name: str = "<string>", prefix: str | None = 
     """Load config text as if it were the file `name` (relative to prefix)."""
     prefix, conf_file = _paths(name, prefix)
     b = _builder(prefix, conf_file, kw.get("resolve"), kw.get("warn"))
-    return _run(b, conf_file, lexer.parse_text(text, conf_file), kw.get("globals_"))
+    return _run(b, conf_file, lexer.parse_text(text, conf_file), kw.get("globals_"),
+                kw.get("default_error_log"))
 
 
 def config_files(path: str, *, prefix: str | None = None) -> list[tuple[str, str]]:

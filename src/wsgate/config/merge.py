@@ -9,11 +9,12 @@ stub_status) are never inherited. nginx's defaults apply last.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from typing import Any
 
-from wsgate.config import templates
+from wsgate.config import script, templates
 from wsgate.config.build import Builder, Level, full_name
 from wsgate.config.directives import DIRECTIVES, LOC, SRV, UNSET, find_form
 from wsgate.config.model import (LOCATION_FIELDS, SERVER_FIELDS, AccessLog, Config,
@@ -21,7 +22,7 @@ from wsgate.config.model import (LOCATION_FIELDS, SERVER_FIELDS, AccessLog, Conf
                                  UpstreamConf, attr)
 from wsgate.errors import ConfigError
 
-__all__ = ["build_config"]
+__all__ = ["build_config", "InitError"]
 
 # nginx adds these to proxy_set_header unless the user set the same header.
 PROXY_DEFAULT_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"))
@@ -53,12 +54,37 @@ def _location(b: Builder, chain: list[Level], kind: str, pattern: str) -> Any:
     values = {attr(name): _resolve(name, chain, LOC) for name in LOCATION_FIELDS}
     values["proxy_set_header"] = _proxy_headers(b, values["proxy_set_header"])
     if not values["access_log"]:
-        values["access_log"] = (AccessLog(full_name("logs/access.log", b.prefix)),)
+        values["access_log"] = _default_access_log(b)
     loc = chain[-1]
+    if values.get("rewrite"):
+        values["rewrite"] = _bind_script(b, chain, kind, pattern, values)
     nested = tuple(_location(b, chain + [c], c.extra["kind"], c.extra["pattern"])
                    for c in loc.extra.get("locations", ()))
     return LocationConf(kind=kind, pattern=pattern, regex=loc.extra.get("regex"),
                         locations=nested, file=loc.file, line=loc.line, **values)
+
+
+# Content-handler slots an `if` block takes from its location when it sets none
+# (nginx keeps the location's content handler and merges these confs from it).
+_IF_INHERITED = ("proxy_pass", "alias", "stub_status", "metrics")
+
+
+def _bind_script(b: Builder, chain: list[Level], kind: str, pattern: str,
+                 values: dict[str, Any]) -> tuple[Any, ...]:
+    """A level's rewrite script with each `if` op holding its merged conf."""
+    ops = []
+    for op in values["rewrite"]:
+        if isinstance(op, script.If) and isinstance(op.conf, Level):
+            conf = _location(b, chain + [op.conf], kind, pattern)
+            keep = {f: values[f] for f in _IF_INHERITED
+                    if f in values and getattr(conf, f, None) in (None, False)}
+            op = dataclasses.replace(op, conf=dataclasses.replace(conf, **keep))
+        ops.append(op)
+    return tuple(ops)
+
+
+def _default_access_log(b: Builder) -> tuple[AccessLog, ...]:
+    return (AccessLog(full_name("logs/access.log", b.prefix)),)
 
 
 def _check_duplicate_locations(b: Builder, level: Level) -> None:
@@ -86,10 +112,9 @@ def _server(b: Builder, http: Level, srv: Level) -> Any:
 
 def _check_upstreams(b: Builder) -> None:
     """nginx's init_main_conf order: explicit upstreams' servers, implicit hosts."""
-    for ups in b.upstreams.values():
-        if not ups.extra["servers"]:
-            raise ConfigError("no servers are inside upstream", ups.file,
-                              ups.extra.get("end_line") or ups.line)
+    for name, ups in b.upstreams.items():
+        if all(s.backup for s in ups.extra["servers"]):   # round robin's init
+            raise ConfigError(f'no servers in upstream "{name}"', ups.file, ups.line)
     for host, port, stmt in b.upstream_refs:
         if host in b.upstreams:
             if port is not None:
@@ -139,19 +164,29 @@ def _http(b: Builder) -> HttpConf | None:
     _check_default_servers(servers)
     templates.finalize(b.table)
     settings = {n: e.value for n, e in http.values.items()}
+    access_log = tuple(e.value for e in http.arrays.get("access_log", ()))
     return HttpConf(servers, {n: _upstream(u) for n, u in b.upstreams.items()},
                     dict(http.extra.get("log_formats", {})),
                     tuple(http.extra.get("maps", ())), b.table, settings,
-                    http.file, http.line)
+                    http.file, http.line, access_log or _default_access_log(b))
 
 
-def build_config(b: Builder, conf_file: str) -> Config:
+class InitError(ConfigError):
+    """A problem nginx finds after parsing, in its init_conf phase, i.e. after
+    `nginx -t` has already printed "syntax is ok" (no events section ...)."""
+
+
+def build_config(b: Builder, conf_file: str, default_error_log: str | None = None) -> Config:
+    """`default_error_log` is nginx's compiled-in/`-e` log, used when main has none."""
     main, events = b.main, b.events
     if events is None:
-        raise ConfigError('no "events" section in configuration')
+        raise InitError('no "events" section in configuration')
     get = lambda lvl, n, d: lvl.values[n].value if n in lvl.values else d  # noqa: E731
-    error_logs = tuple(e.value for e in main.arrays.get("error_log", ())) or (
-        (full_name("logs/error.log", b.prefix), "error"),)
+    error_logs = tuple(e.value for e in main.arrays.get("error_log", ()))
+    default_log = not error_logs
+    if default_log:
+        path = default_error_log or "logs/error.log"
+        error_logs = ((path if path == "stderr" else full_name(path, b.prefix), "error"),)
     return Config(
         prefix=b.prefix, conf_file=conf_file, user=get(main, "user", None),
         worker_processes=get(main, "worker_processes", 1),
@@ -162,7 +197,7 @@ def build_config(b: Builder, conf_file: str) -> Config:
         worker_shutdown_timeout=get(main, "worker_shutdown_timeout", None),
         env=tuple(e.value for e in main.arrays.get("env", ())),
         events={n: e.value for n, e in events.values.items()},
-        http=_http(b), files=tuple(b.files))
+        http=_http(b), files=tuple(b.files), error_log_default=default_log)
 
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from wsgate.config.directives import DIRECTIVES, LOC, MAIN, SRV, HTTP
 
 __all__ = ["Listen", "ProxyPass", "UpstreamServer", "UpstreamConf", "LogFormat",
-           "AccessLog", "Header", "LocationConf", "ServerConf", "HttpConf", "Config",
+           "AccessLog", "Header", "TryFiles", "LocationConf", "ServerConf", "HttpConf", "Config",
            "LOCATION_FIELDS", "SERVER_FIELDS", "HTTP_FIELDS", "MAIN_FIELDS"]
 
 
@@ -101,6 +101,19 @@ class Header:
 
 
 @dataclass(frozen=True, slots=True)
+class TryFiles:
+    """`try_files file ... fallback`: test each `files` template (a trailing "/"
+    means a directory) under root/alias; when none exists, either return `code`
+    (`=404`) or internally redirect to `fallback` (a URI or `@named` location)."""
+
+    files: tuple[Any, ...]            # Templates
+    fallback: Any = None              # Template, or None when `code` is set
+    code: int | None = None
+    file: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LogFormat:
     name: str
     escape: str                       # default | json | none
@@ -141,7 +154,7 @@ def _level_fields(level: str) -> list[str]:
 
 _STRUCTURAL = {"include", "events", "http", "server", "location", "listen", "server_name",
                "upstream", "map", "log_format", "ip_hash", "least_conn", "hash", "random",
-               "zone", "env"}
+               "zone", "env", "set", "break", "if"}   # rewrite ops live in `rewrite`
 def attr(name: str) -> str:
     """Attribute name of a directive: itself, `return_` for Python keywords."""
     return name + "_" if keyword.iskeyword(name) else name
@@ -180,6 +193,7 @@ class HttpConf:
     settings: dict[str, Any] = field(default_factory=dict)   # http-only directives
     file: str = ""
     line: int = 0
+    access_log: tuple[AccessLog, ...] = ()   # the http level's own (opened even with no server)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,3 +213,6 @@ class Config:
     events: dict[str, Any]
     http: HttpConf | None
     files: tuple[str, ...] = ()
+    # True when no main-level `error_log` was given and `error_logs` holds nginx's
+    # default one: the `-e` path (load_config's default_error_log), as nginx does.
+    error_log_default: bool = False

@@ -153,3 +153,134 @@ def number_or_auto(args: Sequence[str], name: str) -> int | str:
     if args[0] == "auto":
         return "auto"
     return number(args, name)
+
+
+def bufs(args: Sequence[str], name: str) -> tuple[int, int]:
+    """ngx_conf_set_bufs_slot: `NUMBER SIZE`, both non-zero ("invalid value")."""
+    num, buf = args[0], parse_size(args[1])
+    if not num.isdigit() or not num.isascii() or int(num) == 0 or not buf:
+        raise SlotError("invalid value")
+    return int(num), buf
+
+
+def number_between(low: int, high: int) -> Slot:
+    """A number slot with ngx_conf_check_num_bounds' post check."""
+    def parse(args: Sequence[str], name: str) -> int:
+        value = number(args, name)
+        if not low <= value <= high:
+            raise SlotError(f"value must be between {low} and {high}", plain=True)
+        return value
+    return parse
+
+
+def size_at_least(low: int, message: str) -> Slot:
+    """A size slot with a lower bound (the pool-size post handlers)."""
+    def parse(args: Sequence[str], name: str) -> int:
+        value = size(args, name)
+        if value < low:
+            raise SlotError(message, plain=True)
+        return value
+    return parse
+
+
+def path(args: Sequence[str], name: str) -> tuple[str, ...]:
+    """ngx_conf_set_path_slot: a directory and up to three hash levels (1 or 2)."""
+    for level in args[1:]:
+        if not level.isdigit() or not 1 <= int(level) <= 2:
+            raise SlotError("invalid value")
+    return tuple(args)
+
+
+def off_or(inner: Slot) -> Slot:
+    """`off`, or whatever `inner` accepts (directio, proxy_max_temp_file_size ...)."""
+    def parse(args: Sequence[str], name: str) -> Any:
+        return None if args[0] == "off" else inner(args, name)
+    return parse
+
+
+def aio(args: Sequence[str], name: str) -> str:
+    """ngx_http_core_set_aio: on | off | threads[=pool] (only the default pool exists)."""
+    value = args[0]
+    if value == "on":   # Debian's nginx is built without file AIO
+        raise SlotError('"aio on" is unsupported on this platform', plain=True)
+    if value in ("off", "threads", "threads=default"):
+        return value
+    if value.startswith("threads="):
+        raise SlotError(f'unknown thread pool "{value[8:]}"', plain=True)
+    raise SlotError("invalid value")
+
+
+def disable_symlinks(args: Sequence[str], name: str) -> tuple[str, ...]:
+    """ngx_http_disable_symlinks: off | on | if_not_owner, then `from=PART`."""
+    if args[0] not in ("off", "on", "if_not_owner"):
+        raise SlotError(f'invalid parameter "{args[0]}"', plain=True)
+    for arg in args[1:]:
+        if not arg.startswith("from="):
+            raise SlotError(f'invalid parameter "{arg}"', plain=True)
+        if args[0] == "off":
+            raise SlotError('"from=" cannot be used with "off" parameter', plain=True)
+    return tuple(args)
+
+
+def open_file_cache(args: Sequence[str], name: str) -> tuple[str, ...]:
+    """ngx_http_core_open_file_cache: off | max=N [inactive=time]."""
+    if len(args) == 1 and args[0] == "off":
+        return ("off",)
+    has_max = False
+    for arg in args:
+        key, eq, val = arg.partition("=")
+        ok = (key == "max" and val.isdigit() and int(val) > 0) or (
+            key == "inactive" and parse_time(val, is_sec=True) is not None)
+        if not eq or not ok:
+            raise SlotError(f'invalid "{name}" parameter "{arg}"', plain=True)
+        has_max = has_max or key == "max"
+    if not has_max:
+        raise SlotError(f'"{name}" must have the "max" parameter', plain=True)
+    return tuple(args)
+
+
+def signed_number(args: Sequence[str], name: str) -> int:
+    """worker_priority: an optional minus sign, then digits ("invalid number")."""
+    text = args[0][1:] if args[0].startswith("-") else args[0]
+    if not text.isdigit() or not text.isascii():
+        raise SlotError("invalid number")
+    return int(args[0])
+
+
+def quoted_number(args: Sequence[str], name: str) -> int:
+    """worker_connections' handler: `invalid number "x"` (it names the value)."""
+    if not args[0].isdigit() or not args[0].isascii():
+        raise SlotError(f'invalid number "{args[0]}"', plain=True)
+    return int(args[0])
+
+
+def worker_processes(args: Sequence[str], name: str) -> int | str:
+    """ngx_set_worker_processes: `auto` or a number, else "invalid value"."""
+    if args[0] == "auto":
+        return "auto"
+    if not args[0].isdigit() or not args[0].isascii():
+        raise SlotError("invalid value")
+    return int(args[0])
+
+
+def cpu_affinity(args: Sequence[str], name: str) -> tuple[str, ...]:
+    """ngx_set_cpu_affinity: [auto] then masks of 0 and 1 only."""
+    for mask in args[1:] if args[0] == "auto" else args:
+        bad = [c for c in mask if c not in "01"]
+        if bad:
+            raise SlotError(f'invalid character "{bad[0]}" in "{name}"', plain=True)
+    return tuple(args)
+
+
+def thread_pool(args: Sequence[str], name: str) -> tuple[str, ...]:
+    """ngx_thread_pool: NAME threads=N [max_queue=N]."""
+    threads = False
+    for arg in args[1:]:
+        key, eq, val = arg.partition("=")
+        if eq and key in ("threads", "max_queue") and val.isdigit():
+            threads = threads or key == "threads"
+            continue
+        raise SlotError(f'invalid parameter "{arg}"', plain=True)
+    if not threads:
+        raise SlotError(f'"{name}" must have "threads" parameter', plain=True)
+    return tuple(args)

@@ -73,7 +73,7 @@ class VarContext:
         "document_root", "realpath_root", "request_body", "captures",
         "named_captures", "cache", "ws_messages_in", "ws_messages_out", "ws_bytes_in",
         "ws_bytes_out", "ws_close_code", "ws_close_reason", "ws_closed_by",
-        "ws_duration",
+        "ws_duration", "connection_start", "pipelined", "request_body_file",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -120,6 +120,9 @@ class VarContext:
         self.ws_close_reason: str | None = None
         self.ws_closed_by: str | None = None
         self.ws_duration: float | None = None
+        self.connection_start: float | None = None   # epoch seconds of the accept
+        self.pipelined = False                        # head read from a pipeline
+        self.request_body_file: str | None = None
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -395,6 +398,11 @@ def _builtins() -> dict[str, Getter]:
         "document_root": lambda c: c.document_root,
         "realpath_root": lambda c: c.realpath_root,
         "request_body": lambda c: c.request_body,
+        "request_body_file": lambda c: c.request_body_file,
+        "pipe": lambda c: "p" if c.pipelined else ".",
+        "connection_time": lambda c: None if c.connection_start is None
+        else _msec(max(_now(c) - c.connection_start, 0.0)),
+        "remote_user": lambda c: None,
         "ws_messages_in": lambda c: _opt(c.ws_messages_in),
         "ws_messages_out": lambda c: _opt(c.ws_messages_out),
         "ws_bytes_in": lambda c: _opt(c.ws_bytes_in),

@@ -1,27 +1,26 @@
-"""The process model: one serving process for now (the master is the worker).
+"""`run(cfg, ...)`: from a loaded config to a serving wsgate, nginx's way.
 
-`run(cfg, ...)` binds the listeners (retrying EADDRINUSE 5 times, 500 ms apart, as
-nginx's master does), daemonises unless `daemon off`, writes the pid file once the
-sockets are bound, serves on uvloop, and handles nginx's signals:
-  QUIT   graceful stop: stop accepting, finish in-flight requests, keep tunnels
-         until they end (or worker_shutdown_timeout)
-  TERM, INT  fast stop
-  HUP    reload: load the config again; on error keep the old one and log [emerg];
-         new connections use the new generation, established ones keep theirs
-  USR1   reopen log files
-Returns the process exit status; never calls sys.exit and never prints.
+Order as nginx's `main()`: bind the listeners (retrying EADDRINUSE 5 times, 500 ms
+apart), daemonise unless `daemon off`, write the pid file once the sockets are bound,
+then either
+
+- `master_process on` (the default): the master (supervisor.py) forks
+  `worker_processes` workers and supervises them, or
+- `master_process off`: this process serves alone (`_Single`), handling the same
+  signals itself: QUIT graceful, TERM/INT fast, HUP reload in place, USR1 reopen.
+
+The pid file is removed at exit. Returns the exit status; never calls sys.exit and
+never prints.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import signal
-import time
 from typing import Any
 
-from wsgate.errors import ConfigError
+from wsgate.master import common
+from wsgate.master.supervisor import Master
 from wsgate.observe.errorlog import ErrorLog
 from wsgate.proxy import loop as loop_mod
 from wsgate.proxy.listen import ListenError
@@ -29,90 +28,34 @@ from wsgate.proxy.server import Worker
 
 __all__ = ["run"]
 
-_BIND_TRIES = 5
-
-
-def _error_log(cfg: Any, fallback: ErrorLog) -> ErrorLog:
-    """The first error_log of the config (nginx writes to each; one is enough here)."""
-    for entry in cfg.error_logs or ():
-        path = entry[0]
-        level = entry[1] if len(entry) > 1 else "error"
-        if path == "stderr":
-            return ErrorLog(None, level, echo_stderr=False)
-        log = ErrorLog.open(path, level, echo_stderr=fallback.echo_stderr)
-        if log.open_error is None:
-            return log
-    return fallback
-
-
-def _bind(worker: Worker, cfg: Any, log: ErrorLog) -> dict[Any, Any] | None:
-    for attempt in range(_BIND_TRIES):
-        try:
-            return worker.bind(cfg)
-        except ListenError as exc:
-            log.write("emerg", str(exc))
-            if exc.errno != errno.EADDRINUSE or attempt == _BIND_TRIES - 1:
-                if exc.errno == errno.EADDRINUSE:
-                    log.write("emerg", "still could not bind()")
-                return None
-            time.sleep(0.5)
-    return None
-
-
-def _daemonize() -> bool:
-    """Fork into the background as nginx does; True in the process that goes on."""
-    if os.fork() > 0:
-        return False
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    fd = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1):
-        os.dup2(fd, target)
-    return True
-
-
-def _write_pid(path: str, log: ErrorLog) -> bool:
-    try:
-        with open(path, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
-        return True
-    except OSError as exc:
-        log.write("emerg", f'open() "{path}" failed', err=exc.errno)
-        return False
-
-
-def _remove_pid(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
 
 def run(cfg: Any, *, prefix: str | None = None, conf_file: str | None = None,
         log: ErrorLog | None = None, globals_: str | None = None) -> int:
     """Serve `cfg` until stopped; returns the exit status."""
     startup = log or ErrorLog(None)
-    worker = Worker(_error_log(cfg, startup))
-    sockets = _bind(worker, cfg, startup)
+    common.user_notice(cfg, startup)
+    binder = Worker(common.error_log_for(cfg, startup))
+    sockets = common.bind_with_retry(lambda: binder.bind(cfg), startup)
     if sockets is None:
         return 1
-    if cfg.daemon and not _daemonize():
+    if cfg.daemon and not common.daemonize():
         return 0
-    if not _write_pid(cfg.pid, startup):
+    if not common.write_pid(cfg.pid, startup):
+        for sock in sockets.values():
+            sock.close()
         return 1
-    state = _State(cfg, prefix, conf_file or cfg.conf_file, globals_, worker)
-    loop = loop_mod.new_event_loop()
+    conf = conf_file or cfg.conf_file
     try:
-        loop.run_until_complete(state.main(sockets))
+        if cfg.master_process:
+            binder.sockets.update(sockets)
+            return Master(cfg, binder, binder.log, conf, prefix, globals_).run()
+        return _Single(cfg, prefix, conf, globals_, binder).serve(sockets)
     finally:
-        _remove_pid(cfg.pid)
-        loop.close()
-    return 0
+        common.remove_pid(cfg.pid)
 
 
-class _State:
-    """The running server: the signals' targets."""
+class _Single:
+    """`master_process off`: one process serves and takes the signals itself."""
 
     def __init__(self, cfg: Any, prefix: str | None, conf_file: str, globals_: str | None,
                  worker: Worker) -> None:
@@ -123,7 +66,16 @@ class _State:
         self.worker = worker
         self.stop: asyncio.Future[str] | None = None
 
+    def serve(self, sockets: dict[Any, Any]) -> int:
+        loop = loop_mod.new_event_loop()
+        try:
+            loop.run_until_complete(self.main(sockets))
+        finally:
+            loop.close()
+        return 0
+
     async def main(self, sockets: dict[Any, Any]) -> None:
+        common.apply_rlimit(self.cfg, self.worker.log)
         loop = asyncio.get_running_loop()
         self.stop = loop.create_future()
         await self.worker.start(self.cfg, sockets)
@@ -131,22 +83,34 @@ class _State:
                     signal.SIGTERM: lambda: self._stop("fast"),
                     signal.SIGINT: lambda: self._stop("fast"),
                     signal.SIGHUP: lambda: loop.create_task(self._reload()),
-                    signal.SIGUSR1: self.worker.reopen_logs}
+                    signal.SIGUSR1: self._reopen}
         for signum, handler in handlers.items():
             loop.add_signal_handler(signum, handler)
         pruner = loop.create_task(self._prune())
         how = await self.stop
         pruner.cancel()
+        log = self.worker.log
         if how == "quit":
+            log.write("notice", "gracefully shutting down")
             await self.worker.graceful(self.cfg.worker_shutdown_timeout)
         else:
             self.worker.fast()
         for signum in handlers:
             loop.remove_signal_handler(signum)
+        log.write("notice", "exit")
 
     def _stop(self, how: str) -> None:
-        if self.stop is not None and not self.stop.done():
+        if self.stop is None:
+            return
+        if not self.stop.done():
             self.stop.set_result(how)
+        elif how == "fast":
+            self.worker.fast()          # TERM during a graceful drain: drop it all now
+
+    def _reopen(self) -> None:
+        self.worker.log.write("notice", "signal 10 (SIGUSR1) received, reopening logs")
+        common.reopen_error_log(self.worker.log)
+        self.worker.reopen_logs()
 
     async def _prune(self) -> None:
         while True:
@@ -156,17 +120,10 @@ class _State:
                 rt.access.tick()
 
     async def _reload(self) -> None:
-        from wsgate.config.load import load_config
         log = self.worker.log
         log.write("notice", "signal 1 (SIGHUP) received, reconfiguring")
-
-        def warn(finding: ConfigError) -> None:
-            log.write(finding.level or "warn", str(finding))
-        try:
-            cfg = load_config(self.conf_file, prefix=self.prefix, globals_=self.globals_,
-                              warn=warn)
-        except ConfigError as exc:
-            log.write(exc.level or "emerg", str(exc))
+        cfg = common.load_again(self.conf_file, self.prefix, self.globals_, log)
+        if cfg is None:
             return
         try:
             sockets = self.worker.bind(cfg)

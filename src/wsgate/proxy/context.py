@@ -27,6 +27,7 @@ class ConnInfo:
     server_addr: str
     server_port: int | None
     requests: int = 0
+    started: float = field(default_factory=time.time)   # accept time ($connection_time)
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ def make_exchange(request: Request, conn: ConnInfo, server: Any, started: float)
         server_addr=conn.server_addr, server_port=conn.server_port,
         server_name=_primary_name(server), start_time=started,
         connection=conn.number, connection_requests=conn.requests,
+        connection_start=conn.started,
         request_length=request.raw_head_len)
     return Exchange(request=request, conn=conn, server=server, location=server.root,
                     vars=ctx, keep_alive=request.keep_alive, uri=_text(request.path))

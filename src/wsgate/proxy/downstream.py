@@ -28,7 +28,8 @@ from wsgate.proxy.context import ConnInfo, Exchange, make_exchange
 from wsgate.proxy.handlers import LocalResponse, absolute_location, error_response, \
     return_response
 from wsgate.proxy.relay import proxy
-from wsgate.proxy.static import serve_static
+from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
+from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
 
 __all__ = ["Downstream", "BodyTooLarge"]
@@ -88,6 +89,7 @@ class Downstream:
 
     async def _one_request(self) -> bool:
         self.idle = True
+        pipelined = self.conn.requests > 0 and bool(self.stream.buffer)
         if not await self._wait_first_byte():
             return False
         self.idle = False
@@ -99,6 +101,7 @@ class Downstream:
         server, m = route.find_server(self.group, _host(request))
         ex = make_exchange(request, self.conn, server, started)
         ex.extra["prefix"] = self.runtime.prefix
+        ex.vars.pipelined = pipelined
         if m is not None:
             ex.vars.set_captures(m)
         root = server.root
@@ -167,26 +170,77 @@ class Downstream:
         return m
 
     async def _serve(self, ex: Exchange) -> None:
+        if await self._phases(ex, None):
+            await self._content(ex)
+
+    async def _phases(self, ex: Exchange, named: Any) -> bool:
+        """nginx's server-rewrite, find-config and rewrite phases, with the "find the
+        location again" loop after a changed URI; False when a response was sent.
+        A named location (error_page @x) skips server rewrite and location search."""
+        if named is None:
+            res = run_script(ex.server.root.rewrite, ex, self._script_log(ex))
+            if res.respond:
+                await self._script_response(ex, res)
+                return False
+        while True:
+            if named is not None:
+                ex.location, named = named, None
+            elif not await self._find_config(ex):
+                return False
+            res = run_script(getattr(ex.location, "rewrite", None), ex, self._script_log(ex))
+            if res.respond:
+                await self._script_response(ex, res)
+                return False
+            if not res.uri_changed:
+                return True
+            changes = ex.extra.get("uri_changes", MAX_URI_CHANGES + 1) - 1
+            ex.extra["uri_changes"] = changes
+            if changes == 0:
+                self.log_error("error", "rewrite or internal redirection cycle while "
+                               f'processing "{ex.uri}"', ex, None)
+                await self._error(ex, 500)
+                return False
+
+    async def _find_config(self, ex: Exchange) -> bool:
+        """Location by URI, then client_max_body_size and the slash redirect."""
         m = self._route(ex)
         req = ex.request
         limit = ex.location.client_max_body_size
-        if limit and req.content_length is not None and req.content_length > limit:
+        if limit and req.content_length is not None and req.content_length > limit \
+                and not ex.body_read:
             self.log_error("error", f"client intended to send too large body: "
                            f"{req.content_length} bytes", ex, None)
             ex.keep_alive = False
             await self._error(ex, 413)
-            return
+            return False
         if m.redirect_slash:
             target = ex.uri + "/" + (f"?{ex.vars.args}" if ex.vars.args else "")
             self._send(ex, error_response(ex, 301, location=absolute_location(ex, target),
                                             relative=True))
+            return False
+        return True
+
+    def _script_log(self, ex: Exchange) -> Any:
+        return lambda level, message: self.log_error(level, message, ex, None)
+
+    async def _script_response(self, ex: Exchange, res: ScriptResult) -> None:
+        """`return` or a redirecting `rewrite` answers (error_page applies)."""
+        if res.location is not None:
+            target = res.location
+            self._send(ex, error_response(ex, res.status,
+                                          location=absolute_location(ex, target),
+                                          relative=target.startswith("/")))
             return
-        await self._content(ex)
+        code, text = res.status, res.text
+        if code >= 400 and text is None or code == 444 or text is None and code == 500:
+            await self._error(ex, code)
+        else:
+            self._send(ex, return_response(ex, code, text))
 
     async def _content(self, ex: Exchange) -> None:
         loc = ex.location
         try:
-            if loc.return_ is not None:
+            if loc.return_ is not None and not getattr(loc, "rewrite", None):
                 code, text = loc.return_
                 if code >= 400 and text is None or code == 444:
                     await self._error(ex, code)
@@ -211,10 +265,37 @@ class Downstream:
 
     async def _static(self, ex: Exchange) -> None:
         resp = serve_static(ex, self.log_error)
+        if isinstance(resp, str):         # index: an internal redirect to the file
+            await self._internal_redirect(ex, resp)
+            return
         if resp.status >= 400 and self._error_page_for(ex, resp.status) is not None:
             await self._error(ex, resp.status)
             return
         self._send(ex, resp)
+        if resp.file is not None:
+            try:
+                sent = await send_file(self.stream, resp.file, ex.location.send_timeout)
+            except (OSError, ReadTimeout):
+                sent, ex.keep_alive = 0, False
+                self.stream.abort()
+            ex.bytes_sent += sent
+            ex.vars.body_bytes_sent += sent
+            if sent < resp.file.length:
+                ex.keep_alive = False
+
+    async def _internal_redirect(self, ex: Exchange, uri: str) -> None:
+        """ngx_http_internal_redirect: a new URI through every phase again."""
+        changes = ex.extra.get("uri_changes", MAX_URI_CHANGES + 1) - 1
+        ex.extra["uri_changes"] = changes
+        if changes == 0:
+            self.log_error("error", "rewrite or internal redirection cycle while "
+                           f'internally redirecting to "{uri}"', ex, None)
+            await self._error(ex, 500)
+            return
+        ex.uri = ex.vars.uri = uri
+        ex.extra["uri_changed"] = True
+        if await self._phases(ex, None):
+            await self._content(ex)
 
     async def _tunnel(self, ex: Exchange, result: Any) -> None:
         self.tunnel = result.tunnel
@@ -251,27 +332,27 @@ class Downstream:
         rendered = uri
         if not ex.body_read and ex.keep_alive and status not in (413,):
             await self.discard_body(ex)
+        named = None
         if uri.startswith("@"):
             named = route.named_location(ex.server, uri)
             if named is None:
                 self._send(ex, error_response(ex, status))
                 return
             ex.internal = True
-            ex.location = named
         elif uri.startswith("/"):
             path, _, args = rendered.partition("?")
             ex.internal = True
             ex.uri = path
             ex.vars.uri = path
             ex.vars.args = args or None
-            self._route(ex)
         else:
             code = overwrite if overwrite in (301, 302, 303, 307, 308) else 302
             self._send(ex, error_response(ex, code, location=rendered.encode("latin-1")))
             return
         if overwrite != 0:
             ex.extra["err_status"] = overwrite or status
-        await self._content(ex)
+        if await self._phases(ex, named):
+            await self._content(ex)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -307,11 +388,15 @@ class Downstream:
         """The request body piece by piece (100-continue, limits, timeouts)."""
         req = ex.request
         reader = framing.body_reader(req.content_length, req.chunked)
-        if reader is None or ex.body_read or req.content_length == 0:
+        if ex.body_read:
+            return
+        if req.expect_continue and not ex.extra.get("continued"):
+            # ngx_http_test_expect: once, whenever the body is to be read
+            ex.extra["continued"] = True
+            self.stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if reader is None or req.content_length == 0:
             ex.body_read = True
             return
-        if req.expect_continue:
-            self.stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         limit = ex.location.client_max_body_size
         total = 0
         while True:

@@ -8,13 +8,16 @@ Last-Modified, Connection, then the list headers (ETag, Location, add_header ...
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+from wsgate.config.expires import ExpiresError, parse_expires
 from wsgate.http import pages
 from wsgate.proxy.context import Exchange, server_tokens
 
-__all__ = ["LocalResponse", "add_headers", "local_head", "error_response",
+__all__ = ["LocalResponse", "add_headers", "header_filter", "local_head", "error_response",
            "return_response", "ADD_HEADER_STATUSES"]
 
 # ngx_http_headers_filter: add_header without `always` applies only to these.
@@ -30,18 +33,113 @@ class LocalResponse:
     head: bytes
     body: bytes
     keep_alive: bool
+    file: Any = None          # a static.FileBody streamed after `body`
 
 
 def add_headers(location: Any, ex: Exchange, status: int) -> list[tuple[bytes, bytes]]:
-    """The location's add_header fields that apply to `status`, rendered."""
-    out = []
+    """The fields ngx_http_headers_filter adds to a response that has none."""
+    return header_filter(location, ex, status, [])
+
+
+Fields = list[tuple[bytes, bytes]]
+# add_header of these replaces the response's own (an empty value removes it).
+_REPLACED = frozenset((b"etag", b"last-modified"))
+_MAX = (b"Thu, 31 Dec 2037 23:55:55 GMT", b"max-age=315360000")
+_EPOCH = (b"Thu, 01 Jan 1970 00:00:01 GMT", b"no-cache")
+
+
+def header_filter(location: Any, ex: Exchange, status: int, fields: Fields, *,
+                  last_modified: float | None = None) -> Fields:
+    """ngx_http_headers_filter over a response's list fields: `expires` (Expires and
+    Cache-Control, replacing the response's) then `add_header` (without `always`
+    only for the statuses in ADD_HEADER_STATUSES)."""
+    out = list(fields)
+    safe = status in ADD_HEADER_STATUSES
+    exp = getattr(location, "expires", None)
+    if exp is not None and safe:
+        if last_modified is None:
+            last_modified = _field_time(out, b"last-modified")
+        out = _expires(exp, ex, out, last_modified)
     for h in getattr(location, "add_header", ()) or ():
-        if not h.always and status not in ADD_HEADER_STATUSES:
+        if not h.always and not safe:
             continue
-        value = h.value.render(ex.vars)
-        if value:
-            out.append((h.name.encode("latin-1"), value.encode("latin-1")))
+        name = h.name.encode("latin-1")
+        value = h.value.render(ex.vars).encode("latin-1")
+        if name.lower() in _REPLACED:
+            out = _replace(out, name, value)
+        elif value:
+            out.append((name, value))
     return out
+
+
+def _replace(fields: Fields, name: bytes, value: bytes, drop_rest: bool = False) -> Fields:
+    """Set `name` in place of its first occurrence (removed when value is empty)."""
+    out: Fields = []
+    done = False
+    for n, v in fields:
+        if n.lower() == name.lower():
+            if done or not value:
+                continue
+            out.append((n if not drop_rest else name, value))
+            done = True
+        else:
+            out.append((n, v))
+    if not done and value:
+        out.append((name, value))
+    return out
+
+
+def _field_time(fields: Fields, lname: bytes) -> float | None:
+    for n, v in fields:
+        if n.lower() == lname:
+            try:
+                return parsedate_to_datetime(v.decode("latin-1")).timestamp()
+            except (TypeError, ValueError, IndexError):
+                return None
+    return None
+
+
+def _expires(exp: Any, ex: Exchange, fields: Fields, last_modified: float | None) -> Fields:
+    if exp.template is not None:
+        value = exp.template.render(ex.vars)
+        try:
+            exp = parse_expires(value, exp.modified)
+        except ExpiresError:
+            return fields
+    if exp.kind == "off":
+        return fields
+    if exp.kind in ("max", "epoch"):
+        when, cache = _MAX if exp.kind == "max" else _EPOCH
+    else:
+        when, cache = _expiry(exp, last_modified)
+    fields = _replace(fields, b"Expires", when)
+    return _replace(fields, b"Cache-Control", cache, drop_rest=True)
+
+
+def _expiry(exp: Any, last_modified: float | None) -> tuple[bytes, bytes]:
+    now = int(time.time())
+    max_age = exp.seconds
+    if exp.kind == "daily":
+        when = _next_time(int(exp.seconds), now)
+        max_age = when - now
+    elif exp.kind == "access" or last_modified is None:
+        when = now + max_age
+    else:
+        when = last_modified + max_age
+        max_age = when - now
+    no_cache = exp.seconds < 0 or max_age < 0
+    cache = b"no-cache" if no_cache else b"max-age=%d" % int(max_age)
+    return pages.http_date(when), cache
+
+
+def _next_time(seconds: int, now: int) -> int:
+    """ngx_next_time: the next local `seconds` after midnight after `now`."""
+    tm = time.localtime(now)
+    when = int(time.mktime((tm.tm_year, tm.tm_mon, tm.tm_mday, 0, 0, seconds, 0, 0, -1)))
+    if when <= now:
+        tm = time.localtime(now + 86400)
+        when = int(time.mktime((tm.tm_year, tm.tm_mon, tm.tm_mday, 0, 0, seconds, 0, 0, -1)))
+    return when
 
 
 def local_head(status: int, *, tokens: bool, keep_alive: bool,
@@ -132,11 +230,26 @@ def _bare(ex: Exchange, code: int) -> LocalResponse:
     return LocalResponse(code, head, b"", alive)
 
 
+# ngx_http_core_module's types when a location has no `types` block.
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+
+
+def content_type(location: Any, path: str) -> bytes:
+    """ngx_http_set_content_type: the type of the path's extension, else default_type."""
+    name = path.rsplit("/", 1)[-1]
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    types = getattr(location, "types", None)
+    table = types if isinstance(types, dict) else DEFAULT_TYPES
+    ctype = table.get(ext) if ext else None
+    return str(ctype or getattr(location, "default_type", None)
+               or "text/plain").encode("latin-1")
+
+
 def text_response(ex: Exchange, code: int, body: bytes) -> LocalResponse:
-    """`return 200 "text"`: the body with default_type."""
+    """`return 200 "text"`: the body, typed by the URI's extension (nginx's exten)."""
     loc = ex.location
     alive = pages.keeps_alive(code, ex.keep_alive)
-    ctype = (getattr(loc, "default_type", None) or "text/plain").encode("latin-1")
+    ctype = content_type(loc, ex.uri)
     head = local_head(code, tokens=server_tokens(loc), keep_alive=alive,
                       content_type=ctype, content_length=len(body),
                       extra=add_headers(loc, ex, code))

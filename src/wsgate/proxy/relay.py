@@ -1,20 +1,31 @@
-"""proxy_pass: send the request upstream, relay the response, or open the tunnel.
+"""proxy_pass: pick a peer, send the request, relay the response, or open the tunnel.
 
-Phases, with the I/O steps marked (*):
-  resolve target -> read body (*, when buffered) -> connect (*, next peer on
-  failure) -> send head + body (*) -> read response head (*, proxy_read_timeout)
-  -> 101 to an Upgrade request: relay the head, hand both transports to the tunnel
+Phases, with the I/O steps marked (*) (nginx's ngx_http_upstream_* handlers):
+  resolve target (group) -> read body (*, when buffered) -> pick a peer (balancer;
+  none: `no live upstreams`, 502) -> take an idle keep-alive connection to it or
+  connect (*, proxy_connect_timeout) -> send head + body (*, streamed with
+  proxy_request_buffering off) -> read response head (*, proxy_read_timeout)
+  -> a failure (connect error/timeout, reset, bad head, or a status listed in
+     proxy_next_upstream) releases the peer to the balancer and, when
+     `should_retry` says so (tries, proxy_next_upstream_timeout, non_idempotent),
+     goes back to the pick; nothing has been sent to the client yet
+  -> 101 to an Upgrade request: relay the head, hand both transports to the tunnel;
+     the peer is released when the tunnel ends (least_conn counts tunnels)
   -> intercepted error: close upstream, error_page takes over
-  -> otherwise relay the head and the body with the client's framing (*).
+  -> otherwise relay the head and the body with the client's framing (*); a fully
+     read HTTP/1.1 response without `Connection: close` returns the connection to
+     the upstream block's keep-alive pool.
 
-Returns a `ProxyResult`; errors that happen before anything was sent to the client
-become a status (502/504/...) for the downstream to answer with nginx's page.
+Each try appends an `UpstreamAttempt` for the $upstream_* variables. Returns a
+`ProxyResult`; errors before anything was sent to the client become a status
+(502/504/...) for the downstream to answer with nginx's page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +36,15 @@ from wsgate.http import framing, headers as hdr, pages
 from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Response
 from wsgate.http.response import ResponseHeadParser, response_body_kind
 from wsgate.proxy.context import Exchange, server_tokens
-from wsgate.proxy.handlers import add_headers, absolute_location
+from wsgate.proxy.handlers import absolute_location, header_filter
 from wsgate.proxy.stream import ReadTimeout, Stream
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
-from wsgate.proxy.upstream_conn import ConnectFailed, Peer, Target, connect, \
-    connect_error_message, resolve_target
+from wsgate.proxy.upstream_conn import Target, UpstreamStream, connect_error_message, \
+    open_peer, resolve_target
+from wsgate.upstream import (
+    FailureKind, Outcome, Peer, Pick, PickContext, disabled_now,
+    effective_next_upstream, failure_status, is_idempotent, parse_next_upstream,
+    peer_outcome, should_retry)
 
 __all__ = ["ProxyResult", "proxy"]
 
@@ -78,19 +93,19 @@ async def read_client_body(dc: Any, ex: Exchange) -> bytes:
 
 
 def _request_head(ex: Exchange, target: Target, body: bytes | None,
-                  chunked: bool) -> bytes:
+                  chunked: bool, streamed_length: int | None = None) -> bytes:
     loc = ex.location
     method = ex.request.method
     if loc.proxy_method is not None:
         method = loc.proxy_method.render(ex.vars).encode("latin-1")
     elif ex.internal and method not in (b"HEAD",):
         method = b"GET"
+    length = len(body) if body is not None and not chunked else streamed_length
     return hdr.build_upstream_request(
         method, target.uri, loc.proxy_http_version,
         tuple(ex.request.headers), _set_headers(ex),
         pass_request_headers=loc.proxy_pass_request_headers,
-        body_length=len(body) if body is not None and not chunked else None,
-        chunked=chunked, proxy_host=target.proxy_host)
+        body_length=length, chunked=chunked, proxy_host=target.proxy_host)
 
 
 def _request_body(ex: Exchange) -> tuple[bool, bool]:
@@ -104,109 +119,284 @@ async def proxy(dc: Any, ex: Exchange) -> ProxyResult:
     """Run proxy_pass for `ex`; see the module docstring."""
     loc = ex.location
     try:
-        target = resolve_target(ex, dc.runtime.upstreams)
+        target = resolve_target(ex, dc.runtime)
+    except LookupError as exc:
+        dc.log_error("error", f"{exc} could not be resolved (3: Host not found)", ex, None)
+        return ProxyResult(status=502)
     except (ValueError, KeyError):
         return ProxyResult(status=500)
     ex.vars.proxy_host, ex.vars.proxy_port = target.proxy_host, target.proxy_port
     body: bytes | None = None
+    streaming = False
     if loc.proxy_set_body is not None:
         body = loc.proxy_set_body.render(ex.vars).encode("latin-1")
         if not ex.body_read:
             await dc.discard_body(ex)
     elif loc.proxy_pass_request_body and _request_body(ex)[0]:
-        body = await read_client_body(dc, ex)
+        streaming = _streams_body(ex)
+        if not streaming:
+            body = await read_client_body(dc, ex)
     elif not ex.body_read:
         await dc.discard_body(ex)
     if body is not None:
         ex.vars.proxy_internal_body_length = str(len(body))
-    head = _request_head(ex, target, body, False)
+    chunked = streaming and ex.request.content_length is None
+    head = _request_head(ex, target, body, chunked,
+                         ex.request.content_length if streaming else None)
     group: list[UpstreamAttempt] = []
     ex.vars.upstream_groups.append(group)
-    try:
-        peer, up = await _connect(dc, ex, target, group)
-    except _Failed as failed:
-        return ProxyResult(status=failed.status)
-    attempt = group[-1]
-    ex.upstream_url = f"http://{peer.addr}{target.uri.decode('latin-1')}"
-    started = time.monotonic()
-    up.write(head)
-    if body:
-        up.write(body)
-    attempt.bytes_sent = len(head) + len(body or b"")
-    try:
-        return await _response(dc, ex, up, attempt, started)
-    finally:
-        if ex.extra.get("tunnel") is None:
-            up.close()
+    return await _Proxying(dc, ex, target, head, body, streaming, chunked, group).run()
 
 
-async def _connect(dc: Any, ex: Exchange, target: Target,
-                   group: list[UpstreamAttempt]) -> tuple[Peer, Stream]:
-    def failed(peer: Peer, exc: BaseException) -> None:
-        msg, err = connect_error_message(exc)
-        url = f"http://{peer.addr}{target.uri.decode('latin-1')}"
-        level = "error"
-        dc.log_error(level, msg, ex, "connecting to upstream", err=err, upstream=url)
-        group.append(UpstreamAttempt(addr=peer.addr, status=502 if not isinstance(
-            exc, asyncio.TimeoutError) else 504, connect_time=None))
-
-    t0 = time.monotonic()
-    try:
-        peer, up = await connect(target, ex.location.proxy_connect_timeout, failed)
-    except ConnectFailed as exc:
-        if not target.peers:
-            dc.log_error("error", "no live upstreams", ex, "connecting to upstream")
-        raise _Failed(504 if exc.timeout else 502) from None
-    group.append(UpstreamAttempt(addr=peer.addr, connect_time=time.monotonic() - t0))
-    return peer, up
-
-
-async def _read_head(dc: Any, ex: Exchange, up: Stream) -> Response:
+def _streams_body(ex: Exchange) -> bool:
+    """proxy_request_buffering off: stream the body (nginx buffers a chunked body
+    anyway when it must be sent to an HTTP/1.0 upstream)."""
     loc = ex.location
-    parser = ResponseHeadParser(loc.proxy_buffer_size)
-    while True:
-        try:
-            data = await up.read(loc.proxy_read_timeout)
-        except ReadTimeout:
-            dc.log_error("error", "upstream timed out", ex,
-                         "reading response header from upstream", err=110,
-                         upstream=ex.upstream_url)
-            raise _Failed(504) from None
-        if not data:
-            dc.log_error("error", "upstream prematurely closed connection", ex,
-                         "reading response header from upstream",
-                         upstream=ex.upstream_url)
-            raise _Failed(502)
-        try:
-            result = parser.feed(data)
-        except RemoteProtocolError as exc:
-            dc.log_error("error", str(exc), ex, "reading response header from upstream",
-                         upstream=ex.upstream_url)
-            raise _Failed(502) from None
-        if result is not NEED_DATA:
-            up.unread(parser.trailing_data)
-            return result
+    if loc.proxy_request_buffering or ex.body_read:
+        return False
+    return ex.request.content_length is not None or loc.proxy_http_version == "1.1"
 
 
-async def _response(dc: Any, ex: Exchange, up: Stream, attempt: UpstreamAttempt,
-                    started: float) -> ProxyResult:
-    try:
-        resp = await _read_head(dc, ex, up)
-    except _Failed as failed:
-        attempt.status = failed.status
-        return ProxyResult(status=failed.status)
+@functools.lru_cache(maxsize=64)
+def _next_mask(tokens: frozenset[str] | None) -> int:
+    return effective_next_upstream(parse_next_upstream(sorted(tokens))[0]
+                                   if tokens else None)
+
+
+_STATUS_KINDS = {500: FailureKind.HTTP_500, 502: FailureKind.HTTP_502,
+                 503: FailureKind.HTTP_503, 504: FailureKind.HTTP_504,
+                 403: FailureKind.HTTP_403, 404: FailureKind.HTTP_404,
+                 429: FailureKind.HTTP_429}
+
+
+class _Next(Exception):
+    """This try failed with `kind`; the peer is released, maybe retried."""
+
+    def __init__(self, kind: FailureKind):
+        super().__init__(kind.name)
+        self.kind = kind
+
+
+class _Proxying:
+    """One proxied request's walk over the group's peers (nginx's upstream_next)."""
+
+    def __init__(self, dc: Any, ex: Exchange, target: Target, head: bytes,
+                 body: bytes | None, streaming: bool, chunked: bool,
+                 group: list[UpstreamAttempt]) -> None:
+        loc = ex.location
+        self.dc, self.ex, self.target, self.group = dc, ex, target, group
+        self.head, self.body, self.streaming, self.chunked = head, body, streaming, chunked
+        self.mask = _next_mask(loc.proxy_next_upstream)
+        self.idempotent = is_idempotent(ex.request.method.decode("latin-1"))
+        self.started = time.monotonic()
+        self.uri = target.uri.decode("latin-1")
+        self.request_sent = False
+        self.cached = False
+        self.pick = self._pick()
+        self.action = "connecting to upstream"
+
+    def _pick(self) -> Pick:
+        ex, group = self.ex, self.target.group
+        addr = ex.conn.remote_addr
+        key = group.hash_key.render(ex.vars) if group.hash_key is not None else ""
+        ctx = PickContext(time.time(), client_addr=None if addr.startswith("unix:") else addr,
+                          key=key,
+                          next_upstream_tries=ex.location.proxy_next_upstream_tries)
+        return group.balancer.pick(ctx)
+
+    async def run(self) -> ProxyResult:
+        while True:
+            peer = self.pick.get(time.time())
+            if peer is None:
+                return self._no_live()
+            try:
+                return await self._try(peer)
+            except _Next as failed:
+                if not self._next(peer, failed.kind):
+                    return ProxyResult(status=failure_status(failed.kind))
+
+    def _no_live(self) -> ProxyResult:
+        name = self.target.group.name
+        self.ex.upstream_url = f"{self.target.scheme}://{name}{self.uri}"
+        self.dc.log_error("error", "no live upstreams", self.ex, "connecting to upstream",
+                          upstream=self.ex.upstream_url)
+        self.group.append(UpstreamAttempt(addr=name, status=502, response_time=0.0))
+        return ProxyResult(status=502)
+
+    def _next(self, peer: Peer, kind: FailureKind) -> bool:
+        """Release the failed peer; True when nginx would try another one."""
+        self.release(peer, peer_outcome(kind))
+        if self.cached and kind == FailureKind.ERROR:
+            self.pick.tries += 1       # a stale keep-alive connection: one more try
+        return should_retry(kind, self.mask, self.request_sent, self.idempotent,
+                            self.pick.tries_done, self.pick.initial_tries,
+                            time.monotonic() - self.started,
+                            self.ex.location.proxy_next_upstream_timeout,
+                            self.streaming)
+
+    def release(self, peer: Peer, outcome: Outcome) -> None:
+        self.pick.release(peer, outcome, time.time())
+        if disabled_now(peer, outcome):
+            self.dc.log_error("warn", "upstream server temporarily disabled", self.ex,
+                              self.action, upstream=self.ex.upstream_url)
+
+    # -- one try -----------------------------------------------------------------------
+
+    async def _try(self, peer: Peer) -> ProxyResult:
+        ex = self.ex
+        attempt = UpstreamAttempt(addr=peer.name)
+        self.group.append(attempt)
+        ex.upstream_url = f"{self.target.scheme}://{peer.name}{self.uri}"
+        t0 = time.monotonic()
+        self.action = "connecting to upstream"
+        up = await self._connect(peer, attempt, t0)
+        try:
+            await self._send(up, attempt)
+            self.action = "reading response header from upstream"
+            resp = await self._read_head(up, attempt, t0)
+        except _Next:
+            up.close()
+            raise
+        except BaseException:
+            up.close()
+            self.release(peer, Outcome.OK)
+            raise
+        return await _response(self, peer, up, resp, attempt, t0)
+
+    async def _connect(self, peer: Peer, attempt: UpstreamAttempt,
+                       t0: float) -> UpstreamStream:
+        pool = self.target.group.pool
+        up = pool.get(peer.sockaddr) if pool is not None else None
+        self.cached = up is not None
+        if up is None:
+            try:
+                up = await open_peer(peer.sockaddr, self.ex.location.proxy_connect_timeout)
+            except (OSError, asyncio.TimeoutError) as exc:
+                timeout = isinstance(exc, asyncio.TimeoutError)
+                msg, err = connect_error_message(exc)
+                self.dc.log_error("error", msg, self.ex, self.action, err=err,
+                                  upstream=self.ex.upstream_url)
+                self._failed(attempt, 504 if timeout else 502, t0)
+                raise _Next(FailureKind.TIMEOUT if timeout else FailureKind.ERROR) \
+                    from None
+        attempt.connect_time = time.monotonic() - t0
+        up.requests += 1
+        return up  # type: ignore[return-value]
+
+    @staticmethod
+    def _failed(attempt: UpstreamAttempt, status: int, t0: float) -> None:
+        attempt.status = status
+        attempt.response_time = time.monotonic() - t0
+
+    async def _send(self, up: UpstreamStream, attempt: UpstreamAttempt) -> None:
+        up.write(self.head)
+        sent = len(self.head)
+        if self.body:
+            up.write(self.body)
+            sent += len(self.body)
+        self.request_sent = True
+        if self.streaming:
+            sent += await self._stream_body(up)
+        attempt.bytes_sent = sent
+
+    async def _stream_body(self, up: UpstreamStream) -> int:
+        """proxy_request_buffering off: each piece goes upstream as it arrives."""
+        loc = self.ex.location
+        writer = framing.ChunkedWriter() if self.chunked else None
+        sent = 0
+        async for piece in self.dc.body_pieces(self.ex):
+            out = writer.write(piece) if writer is not None else piece
+            up.write(out)
+            sent += len(out)
+            try:
+                await up.drain(loc.proxy_send_timeout)
+            except ReadTimeout:
+                self.dc.log_error("error", "upstream timed out", self.ex,
+                                  "sending request to upstream", err=110,
+                                  upstream=self.ex.upstream_url)
+                raise _Next(FailureKind.TIMEOUT) from None
+        if writer is not None:
+            tail = writer.end()
+            up.write(tail)
+            sent += len(tail)
+        return sent
+
+    async def _read_head(self, up: UpstreamStream, attempt: UpstreamAttempt,
+                         t0: float) -> Response:
+        loc = self.ex.location
+        parser = ResponseHeadParser(loc.proxy_buffer_size, strict=True)
+        while True:
+            try:
+                data = await up.read(loc.proxy_read_timeout)
+            except ReadTimeout:
+                self._header_failed("upstream timed out", attempt, 504, t0, err=110)
+                raise _Next(FailureKind.TIMEOUT) from None
+            if not data:
+                self._header_failed("upstream prematurely closed connection", attempt,
+                                    502, t0)
+                raise _Next(FailureKind.ERROR)
+            attempt.bytes_received += len(data)
+            try:
+                result = parser.feed(data)
+            except RemoteProtocolError as exc:
+                self._header_failed(str(exc), attempt, 502, t0)
+                raise _Next(FailureKind.INVALID_HEADER) from None
+            if result is not NEED_DATA:
+                if result.raw_head_len > loc.proxy_buffer_size:
+                    # nginx reads the head into one proxy_buffer_size buffer
+                    self._header_failed("upstream sent too big header", attempt, 502, t0)
+                    raise _Next(FailureKind.INVALID_HEADER)
+                up.unread(parser.trailing_data)
+                attempt.bytes_received -= len(parser.trailing_data)
+                return result
+
+    def _header_failed(self, message: str, attempt: UpstreamAttempt, status: int,
+                       t0: float, err: int | None = None) -> None:
+        self.dc.log_error("error", message, self.ex, self.action, err=err,
+                          upstream=self.ex.upstream_url)
+        self._failed(attempt, status, t0)
+
+    def retries_status(self, status: int) -> FailureKind | None:
+        """nginx's ngx_http_upstream_test_next: move on after this status?"""
+        kind = _STATUS_KINDS.get(status)
+        if kind is None:
+            return None
+        pick = self.pick
+        if pick.tries <= 1:
+            return None
+        if not should_retry(kind, self.mask, self.request_sent, self.idempotent,
+                            0, pick.tries, time.monotonic() - self.started,
+                            self.ex.location.proxy_next_upstream_timeout,
+                            self.streaming):
+            return None
+        return kind
+
+
+async def _response(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
+                    attempt: UpstreamAttempt, t0: float) -> ProxyResult:
+    ex = px.ex
     attempt.status = resp.status
-    attempt.header_time = time.monotonic() - started
+    attempt.header_time = time.monotonic() - t0
+    kind = px.retries_status(resp.status)
+    if kind is not None:
+        attempt.response_time = time.monotonic() - t0
+        up.close()
+        raise _Next(kind)
     ex.vars.upstream_headers = [(n.decode("latin-1"), v.decode("latin-1"))
                                 for n, v in resp.headers]
-    if resp.version == (0, 9):
-        return await _relay_http09(dc, ex, up, attempt, started)
-    if resp.status == 101 and ex.request.upgrade is not None:
-        return _upgrade(dc, ex, up, resp, attempt, started)
-    if _intercepted(ex, resp.status):
-        attempt.response_time = time.monotonic() - started
-        return ProxyResult(status=resp.status)
-    return await _relay(dc, ex, up, resp, attempt, started)
+    if resp.status == 101 and ex.request.upgrade is not None and resp.version != (0, 9):
+        return _upgrade(px, peer, up, resp, attempt, t0)
+    try:
+        if resp.version == (0, 9):
+            return await _relay_http09(px.dc, ex, up, attempt, t0)
+        if _intercepted(ex, resp.status):
+            attempt.response_time = time.monotonic() - t0
+            return ProxyResult(status=resp.status)
+        return await _relay(px, up, resp, attempt, t0)
+    finally:
+        if up.pool is None:
+            up.close()
+        px.release(peer, Outcome.OK)
 
 
 def _intercepted(ex: Exchange, status: int) -> bool:
@@ -260,7 +450,13 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
     for name, value in fields:
         lname = name.lower()
         if lname in (b"location", b"refresh"):
-            value = _rewrite_location(ex, value)
+            new = _rewrite_location(ex, value)
+            if lname == b"location" and new != value and new.startswith(b"/"):
+                # a rewritten relative Location is made absolute by nginx's header
+                # filter and written in its fixed place
+                location = absolute_location(ex, new.decode("latin-1"))
+                continue
+            value = new
         rest.append((name, value))
     passed = {p.lower() for p in pass_}
     override = ex.extra.get("err_status")
@@ -285,7 +481,7 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
         lines.append(b"Connection: upgrade\r\n")
     else:
         lines.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
-    rest += add_headers(loc, ex, resp.status)
+    rest = header_filter(loc, ex, resp.status, rest)
     lines.extend(n + b": " + v + b"\r\n" for n, v in rest)
     ex.vars.response_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in rest]
     if ctype is not None:
@@ -307,8 +503,9 @@ def _last(resp: Response, lname: bytes) -> bytes | None:
 
 # -- the tunnel ------------------------------------------------------------------------
 
-def _upgrade(dc: Any, ex: Exchange, up: Stream, resp: Response,
+def _upgrade(px: Any, peer: Peer, up: Stream, resp: Response,
              attempt: UpstreamAttempt, started: float) -> ProxyResult:
+    dc, ex = px.dc, px.ex
     loc = ex.location
     head = _client_head(ex, resp, keep_alive=False, chunked=False, length=None)
     ex.status = 101
@@ -318,10 +515,16 @@ def _upgrade(dc: Any, ex: Exchange, up: Stream, resp: Response,
     timeouts = TunnelTimeouts(read=loc.proxy_read_timeout, client_send=loc.send_timeout,
                               upstream_send=loc.proxy_send_timeout)
     client_pending, upstream_pending = client.detach(), up.detach()
+
+    def ended(stats: Any) -> None:
+        # least_conn counts the tunnel until here (nginx frees the peer at the end)
+        attempt.bytes_received += getattr(stats, "bytes_down", 0)
+        px.release(peer, Outcome.OK)
+
     tunnel = open_tunnel(client.transport, up.transport, client_pending=client_pending,
                          upstream_pending=upstream_pending, timeouts=timeouts,
                          half_close=True, client_eof=client.eof and not client.lost,
-                         upstream_eof=up.eof and not up.lost)
+                         upstream_eof=up.eof and not up.lost, on_end=ended)
     ex.extra["tunnel"] = tunnel
     attempt.response_time = time.monotonic() - started
     return ProxyResult(relayed=True, tunnel=tunnel, tunnel_head_bytes=len(head))
@@ -344,9 +547,9 @@ def _client_framing(ex: Exchange, resp: Response, kind: str) -> tuple[bool, int 
     return False, None, False
 
 
-async def _relay(dc: Any, ex: Exchange, up: Stream, resp: Response,
+async def _relay(px: Any, up: UpstreamStream, resp: Response,
                  attempt: UpstreamAttempt, started: float) -> ProxyResult:
-    loc = ex.location
+    dc, ex = px.dc, px.ex
     kind = response_body_kind(resp, ex.request.method)
     if ex.head_request and kind != "none":
         kind = "none"
@@ -358,28 +561,44 @@ async def _relay(dc: Any, ex: Exchange, up: Stream, resp: Response,
     client.write(head)
     ex.bytes_sent += len(head)
     result = ProxyResult(relayed=True, keep_alive=keep_alive)
-    if kind == "none":
-        attempt.response_time = time.monotonic() - started
-        return result
-    reader: Any
-    if kind == "chunked":
-        reader = framing.ChunkedReader(role="upstream")
-    elif kind == "length":
-        reader = framing.ContentLengthReader(resp.content_length or 0, role="upstream")
-    else:
-        reader = framing.CloseDelimitedReader()
-    writer = framing.ChunkedWriter() if chunked else None
-    ok = await _pump(dc, ex, up, reader, writer, attempt)
+    complete = True
+    if kind != "none":
+        reader: Any
+        if kind == "chunked":
+            reader = framing.ChunkedReader(role="upstream")
+        elif kind == "length":
+            reader = framing.ContentLengthReader(resp.content_length or 0, role="upstream")
+        else:
+            reader = framing.CloseDelimitedReader()
+        writer = framing.ChunkedWriter() if chunked else None
+        complete = await _pump(dc, ex, up, reader, writer, attempt)
+        if not complete:
+            result.keep_alive = False
+            dc.stream.close()
     attempt.response_time = time.monotonic() - started
-    if not ok:
-        result.keep_alive = False
-        dc.stream.close()
+    if complete and kind != "close":
+        _keep_upstream(px, up, resp)
     return result
+
+
+def _keep_upstream(px: Any, up: UpstreamStream, resp: Response) -> None:
+    """Return a fully read connection to the pool, if the upstream allowed it
+    (nginx's u->keepalive: HTTP/1.1 and no `Connection: close`)."""
+    pool = px.target.group.pool
+    if pool is None or resp.version < (1, 1) or resp.connection_close:
+        return
+    peer = px.pick.current
+    if peer is not None:
+        pool.put(up, peer.sockaddr, time.monotonic())
 
 
 async def _pump(dc: Any, ex: Exchange, up: Stream, reader: Any, writer: Any,
                 attempt: UpstreamAttempt) -> bool:
-    """Relay body pieces until EndOfMessage; False when the response was cut."""
+    """Relay body pieces until EndOfMessage; False when the response was cut.
+
+    Every read is written to the client at once (proxy_buffering off flushes each
+    read; `on` may coalesce, and this does no worse), and reading waits while the
+    client's write buffer is above its high-water mark, so memory stays bounded."""
     loc = ex.location
     client = dc.stream
     while True:
@@ -391,7 +610,7 @@ async def _pump(dc: Any, ex: Exchange, up: Stream, reader: Any, writer: Any,
             return False
         attempt.bytes_received += len(data)
         try:
-            events, _ = reader.feed(data)
+            events, rest = reader.feed(data)
         except RemoteProtocolError as exc:
             dc.log_error("error", str(exc), ex, "reading upstream", upstream=ex.upstream_url)
             return False
@@ -407,6 +626,8 @@ async def _pump(dc: Any, ex: Exchange, up: Stream, reader: Any, writer: Any,
                     tail = writer.end()
                     client.write(tail)
                     ex.bytes_sent += len(tail)
+                if rest:
+                    up.unread(rest)      # extra bytes: the connection is not reusable
                 return True
         if client.lost:
             return False

@@ -26,6 +26,7 @@ from wsgate.proxy.stream import Stream
 __all__ = ["Runtime", "Worker", "listen_key", "group_servers"]
 
 _WILDCARDS = ("0.0.0.0", "::")
+_POLITE_GRACE = 1.0   # seconds a politely closed tunnel gets before it is dropped
 
 
 def listen_key(listen: Any) -> tuple[str, int | None, str | None]:
@@ -139,6 +140,8 @@ class Worker:
         self.old: list[Runtime] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.numbers = itertools.count(1)
+        self.live = 0                     # client connections now open
+        self.drain_timers: list[asyncio.TimerHandle] = []
 
     # -- binding ----------------------------------------------------------------------
 
@@ -181,11 +184,41 @@ class Worker:
                 self.sockets[key], lambda k=key: self._accept(k), backlog=spec.backlog)
 
     async def reload(self, cfg: Any, sockets: dict[Any, socket.socket]) -> None:
-        """Swap in a new generation; old connections keep theirs."""
+        """Swap in a new generation; old connections keep theirs.
+
+        As in an nginx worker told to shut down by a reload: the old generation's
+        idle keep-alive connections close now, busy ones after their request, and
+        tunnels live on until they end -- or, when `worker_shutdown_timeout` is set,
+        until it expires (then they are closed, politely where frame-aware)."""
         old = self.runtime
         await self.start(cfg, sockets)
-        if old is not None:
-            self.old.append(old)
+        if old is None:
+            return
+        self.old.append(old)
+        old.closing = True
+        for dc in list(old.connections):
+            # Only keep-alive waits are idle (nginx's c->idle): a connection just
+            # accepted whose first request is still on its way must be served.
+            if dc.conn.requests > 0:
+                dc.close_idle()
+        timeout = cfg.worker_shutdown_timeout
+        if timeout is not None:
+            loop = asyncio.get_running_loop()
+            self.drain_timers.append(loop.call_later(timeout, self.close_runtime, old))
+
+    def close_runtime(self, rt: Runtime) -> None:
+        """worker_shutdown_timeout expired for `rt`: close what it still serves."""
+        for dc in list(rt.connections):
+            if dc.tunnel is not None:
+                close = getattr(dc.tunnel, "close_politely", None) or dc.tunnel.close
+                close()
+            else:
+                dc.stream.abort()
+
+    def over_limit(self) -> bool:
+        """worker_connections counts listeners and connections, as nginx's do."""
+        limit = self.runtime.cfg.worker_connections if self.runtime is not None else None
+        return bool(limit) and self.live + len(self.servers) >= limit
 
     def _accept(self, key: Any) -> asyncio.Protocol:
         runtime = self.runtime
@@ -195,6 +228,12 @@ class Worker:
 
     def _start_connection(self, runtime: Runtime, key: Any, stream: Stream,
                           transport: asyncio.BaseTransport) -> None:
+        if self.over_limit():
+            # nginx: ngx_get_connection() finds no free slot, logs and drops it.
+            self.log.write("alert", f"{runtime.cfg.worker_connections} "
+                                    "worker_connections are not enough")
+            transport.abort()
+            return
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         group = runtime.group_for(key, local)
@@ -204,11 +243,13 @@ class Worker:
         conn = ConnInfo(next(self.numbers), *_addr(peer, "unix:"), *_addr(local, "unix:"))
         dc = Downstream(runtime, group, stream, conn)
         runtime.connections.add(dc)
+        self.live += 1
         task = asyncio.get_running_loop().create_task(dc.run())
         self.tasks.add(task)
 
         def done(t: asyncio.Task[None]) -> None:
             self.tasks.discard(t)
+            self.live -= 1
             runtime.connections.discard(dc)
         task.add_done_callback(done)
 
@@ -239,11 +280,20 @@ class Worker:
                 dc.close_idle()
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=timeout)
+        if self.tasks:
+            # worker_shutdown_timeout expired: close politely, give Close frames a
+            # moment to leave, then drop whatever is left.
+            for rt in self.runtimes():
+                self.close_runtime(rt)
+            await asyncio.wait(set(self.tasks), timeout=_POLITE_GRACE)
         self.fast()
 
     def fast(self) -> None:
         """TERM/INT: drop everything now."""
         self.stop_listening()
+        for timer in self.drain_timers:
+            timer.cancel()
+        self.drain_timers.clear()
         for task in list(self.tasks):
             task.cancel()
         for rt in self.runtimes():

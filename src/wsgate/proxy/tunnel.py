@@ -38,20 +38,28 @@ Timeouts, mapped from nginx (ngx_http_upstream_process_upgraded, nginx 1.22):
   holds bytes and none of them was flushed for that long.
 All three are checked by the worker's coarse ticker (timers.py), never by a timer
 re-armed per chunk; on expiry both connections are aborted.
+
+Frame-aware mode. `open_tunnel(..., ws=WsOptions(...))` builds a `WsTunnel`
+(wstunnel.py) instead: the same class with a leg that parses frame headers, used
+only where a `websocket_*` directive needs it. The byte tunnel below is its base.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 from wsgate.proxy.flow import WriteStall, set_watermarks
 from wsgate.proxy.timers import Ticker, ticker_for
 
+if TYPE_CHECKING:
+    from wsgate.proxy.wstunnel import WsOptions
+
 Side = Literal["client", "upstream"]
 Closer = Literal["client", "upstream", "proxy"]
-How = Literal["eof", "reset", "error", "read_timeout", "send_timeout", "closed"]
+How = Literal["eof", "reset", "error", "read_timeout", "send_timeout", "closed",
+              "ping_timeout", "protocol_error", "too_big"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +141,8 @@ class Tunnel:
                  timeouts: TunnelTimeouts, half_close: bool,
                  on_end: Callable[[TunnelStats], None] | None, ticker: Ticker):
         self.loop = ticker.loop
-        self.client = _Leg(self, "client", client)
-        self.upstream = _Leg(self, "upstream", upstream)
+        self.client = self._make_leg("client", client)
+        self.upstream = self._make_leg("upstream", upstream)
         self.client.link(self.upstream)
         self.upstream.link(self.client)
         self.timeouts = timeouts
@@ -151,6 +159,9 @@ class Tunnel:
         self._seen_reads = -1
         self._active_at = self.started
 
+    def _make_leg(self, side: Side, transport: asyncio.Transport) -> _Leg:
+        return _Leg(self, side, transport)
+
     # -- start -------------------------------------------------------------------
 
     def _start(self, client_pending: bytes, upstream_pending: bytes,
@@ -160,14 +171,17 @@ class Tunnel:
             leg.transport.resume_reading()
             leg.transport.set_protocol(leg)
         # Pending bytes go first and in order: nothing else can run before them.
-        self._write_pending(self.upstream, client_pending)
-        self._write_pending(self.client, upstream_pending)
+        self._relay_pending(client_pending, upstream_pending)
         for leg in (self.client, self.upstream):
             self._apply_backpressure(leg)
         self.ticker.add(self)
         for leg, eof in zip((self.client, self.upstream), eofs):
             if eof and not leg.eof:
                 self._on_eof(leg)
+
+    def _relay_pending(self, client_pending: bytes, upstream_pending: bytes) -> None:
+        self._write_pending(self.upstream, client_pending)
+        self._write_pending(self.client, upstream_pending)
 
     @staticmethod
     def _write_pending(leg: _Leg, data: bytes) -> None:
@@ -214,17 +228,20 @@ class Tunnel:
 
     def _finish(self) -> None:
         self.ticker.discard(self)
-        stats = TunnelStats(
-            bytes_up=self.upstream.written(), bytes_down=self.client.written(),
-            started=self.started, duration=self.loop.time() - self.started,
-            closed_by=self._closed_by or "proxy", how=self._how or "closed",
-            error=self._error)
+        stats = self._make_stats()
         self.stats = stats
         for waiter in self._waiters or ():
             if not waiter.done():
                 waiter.set_result(stats)
         if self.on_end is not None:
             self.on_end(stats)
+
+    def _make_stats(self) -> TunnelStats:
+        return TunnelStats(
+            bytes_up=self.upstream.written(), bytes_down=self.client.written(),
+            started=self.started, duration=self.loop.time() - self.started,
+            closed_by=self._closed_by or "proxy", how=self._how or "closed",
+            error=self._error)
 
     async def wait(self) -> TunnelStats:
         """Wait until both connections are gone; returns the tunnel's stats."""
@@ -244,6 +261,12 @@ class Tunnel:
         """Graceful end requested by the proxy (shutdown, reload drain)."""
         self._record("proxy", "closed")
         self.close_transports()
+
+    def close_politely(self, code: int = 1001, reason: str = "server going away",
+                       timeout: float | None = None) -> None:
+        """Shutdown/reload drain. A byte tunnel cannot speak WebSocket: it closes
+        gracefully (`close()`); the frame-aware tunnel sends Close frames first."""
+        self.close()
 
     def abort(self, how: How = "closed") -> None:
         """Immediate end: both connections dropped, buffered bytes discarded."""
@@ -294,7 +317,7 @@ def open_tunnel(client: asyncio.Transport, upstream: asyncio.Transport, *,
                 on_end: Callable[[TunnelStats], None] | None = None,
                 client_eof: bool = False, upstream_eof: bool = False,
                 high_water: int | None = None,
-                ticker: Ticker | None = None) -> Tunnel:
+                ticker: Ticker | None = None, ws: WsOptions | None = None) -> Tunnel:
     """Start relaying between two established transports; returns the Tunnel.
 
     `client_pending` are bytes the client sent after its upgrade request head (sent
@@ -302,12 +325,18 @@ def open_tunnel(client: asyncio.Transport, upstream: asyncio.Transport, *,
     (sent to the client first). `client_eof`/`upstream_eof` say that side's EOF
     was already read (its transport must have been kept open: eof_received returned
     True); it is relayed after the pending bytes. Both transports must be open; must
-    be called on the loop that owns them.
+    be called on the loop that owns them. `ws` selects the frame-aware tunnel
+    (a `WsTunnel`, see wstunnel.py) with those WebSocket options.
     """
-    tunnel = Tunnel(client, upstream, timeouts=timeouts, half_close=half_close,
-                    on_end=on_end,
-                    ticker=(ticker if ticker is not None
-                            else ticker_for(asyncio.get_running_loop())))
+    ticker = ticker if ticker is not None else ticker_for(asyncio.get_running_loop())
+    tunnel: Tunnel
+    if ws is None:
+        tunnel = Tunnel(client, upstream, timeouts=timeouts, half_close=half_close,
+                        on_end=on_end, ticker=ticker)
+    else:
+        from wsgate.proxy.wstunnel import WsTunnel  # wstunnel builds on this module
+        tunnel = WsTunnel(client, upstream, timeouts=timeouts, half_close=half_close,
+                          on_end=on_end, ticker=ticker, options=ws)
     tunnel._start(client_pending, upstream_pending, high_water,
                   (client_eof, upstream_eof))
     return tunnel

@@ -1,57 +1,68 @@
-"""Where a proxied request goes: the peers of `proxy_pass`, the URI sent, the
-connection attempt (with proxy_connect_timeout), nginx's error-log wording.
+"""Where a proxied request goes: the upstream group of `proxy_pass`, the URI sent,
+the connection to one peer (with proxy_connect_timeout), nginx's error-log wording.
 
-Peers: `proxy_pass http://NAME` with an `upstream NAME` block uses its servers in
-round-robin order (skipping `down`, `backup` only when nothing else is left), a
-`host:port` or `unix:` target is one peer. A failed connect tries the next peer
-(proxy_next_upstream's default `error timeout`), each peer once.
+`resolve_target` names the group (balance.py: an `upstream` block, or the implicit
+upstream of `host:port` / `unix:`); the relay asks that group's balancer for peers.
+`UpstreamStream` is the upstream side's protocol: a `Stream` that can wait in a
+keep-alive pool, where any byte or EOF from the upstream drops it at once (nginx's
+ngx_http_upstream_keepalive_close_handler).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from wsgate.proxy.balance import Group, groups_for
 from wsgate.proxy.context import Exchange
 from wsgate.proxy.stream import Stream
 
-__all__ = ["Peer", "Target", "resolve_target", "connect", "ConnectFailed", "escape_uri"]
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    host: str | None
-    port: int | None
-    unix: str | None = None
-
-    @property
-    def addr(self) -> str:
-        if self.unix is not None:
-            return f"unix:{self.unix}"
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-        return f"{host}:{self.port}"
+__all__ = ["Target", "UpstreamStream", "resolve_target", "open_peer",
+           "connect_error_message", "escape_uri"]
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    peers: tuple[Peer, ...]
+    group: Group
     proxy_host: str
     proxy_port: str
     uri: bytes
+    scheme: str = "http"
 
 
-class ConnectFailed(Exception):
-    """Every peer failed; `timeout` says the last failure was a timeout."""
+class UpstreamStream(Stream):
+    """An upstream connection; while pooled, any activity from the peer drops it."""
 
-    def __init__(self, timeout: bool):
-        super().__init__("timeout" if timeout else "error")
-        self.timeout = timeout
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+        self.started = time.monotonic()
+        self.pool: Any = None
+        self.pool_key: Any = None
 
+    def reusable_now(self) -> bool:
+        return not (self.eof or self.lost or self.buffer or self.transport is None
+                    or self.transport.is_closing())
 
-_counters: dict[str, itertools.count[int]] = {}
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.pool is not None:
+            self.pool.drop(self)
+
+    def eof_received(self) -> bool:
+        result = super().eof_received()
+        if self.pool is not None:
+            self.pool.drop(self)
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.pool is not None:
+            self.pool.drop(self)
+
 
 # NGX_ESCAPE_URI: what nginx escapes when it rebuilds a URI from the decoded $uri.
 _ESCAPE = frozenset(range(0, 0x21)) | {0x22, 0x23, 0x25, 0x3F} | frozenset(range(0x7F, 0x100))
@@ -61,18 +72,6 @@ def escape_uri(path: bytes) -> bytes:
     if not any(b in _ESCAPE for b in path):
         return path
     return b"".join(b"%%%02X" % b if b in _ESCAPE else bytes((b,)) for b in path)
-
-
-def _upstream_peers(ups: Any) -> tuple[Peer, ...]:
-    primary = [s for s in ups.servers if not s.down and not s.backup]
-    backup = [s for s in ups.servers if not s.down and s.backup]
-    servers = primary or backup
-    if not servers:
-        return ()
-    counter = _counters.setdefault(ups.name, itertools.count())
-    start = next(counter) % len(servers)
-    ordered = servers[start:] + servers[:start] + (backup if primary else [])
-    return tuple(Peer(s.host, s.port, s.unix_path) for s in ordered)
 
 
 def _split_url(url: str) -> tuple[str, str, str | None]:
@@ -99,8 +98,9 @@ def _authority(authority: str) -> tuple[str | None, int | None, str | None]:
 
 def _request_uri(ex: Exchange, pp_uri: str | None, loc_len: int) -> bytes:
     req = ex.request
-    if pp_uri is None:
-        if not ex.internal:
+    if pp_uri is None or ex.extra.get("rewrite_break"):
+        # a URI changed by `rewrite ... break` is passed whole (nginx's docs)
+        if not ex.internal and not ex.extra.get("uri_changed"):
             return req.request_uri
         uri = escape_uri(ex.uri.encode("latin-1"))
     else:
@@ -110,9 +110,12 @@ def _request_uri(ex: Exchange, pp_uri: str | None, loc_len: int) -> bytes:
     return uri + (b"?" + args.encode("latin-1") if args else b"")
 
 
-def resolve_target(ex: Exchange, upstreams: dict[str, Any]) -> Target:
-    """The peers, $proxy_host/$proxy_port and the URI of this request."""
+def resolve_target(ex: Exchange, runtime: Any) -> Target:
+    """The group, $proxy_host/$proxy_port and the URI of this request.
+
+    Raises LookupError when an implicit upstream's host has no address."""
     pp = ex.location.proxy_pass
+    groups = groups_for(runtime)
     if pp.template is not None:
         scheme, authority, uri_part = _split_url(pp.template.render(ex.vars))
         uri = uri_part.encode("latin-1") if uri_part is not None else (
@@ -120,6 +123,7 @@ def resolve_target(ex: Exchange, upstreams: dict[str, Any]) -> Target:
         host, port, unix = _authority(authority)
         name = authority
     else:
+        scheme = getattr(pp, "scheme", "http") or "http"
         host, port, unix = pp.host, pp.port, pp.unix_path
         loc = ex.location
         loc_len = len(loc.pattern) if loc.kind in ("prefix", "prefix_nosearch", "exact") \
@@ -127,26 +131,30 @@ def resolve_target(ex: Exchange, upstreams: dict[str, Any]) -> Target:
         uri = _request_uri(ex, pp.uri, loc_len)
         name = None
     if unix is not None:
-        return Target((Peer(None, None, unix),), "localhost", "", uri)
-    if host in upstreams and (port is None or pp.template is not None):
-        ups = upstreams[host]
-        return Target(_upstream_peers(ups), host or "", "80", uri)
+        return Target(groups.unix(unix), "localhost", "", uri, scheme)
+    named = groups.named(host or "") if port is None or pp.template is not None else None
+    if named is not None:
+        return Target(named, host or "", "80", uri, scheme)
     port = port if port is not None else 80
     proxy_host = name or (host if port == 80 else f"{_bracket(host)}:{port}")
-    return Target((Peer(host, port),), proxy_host or "", str(port), uri)
+    try:
+        group = groups.implied(host or "", port)
+    except ValueError:
+        raise LookupError(host) from None
+    return Target(group, proxy_host or "", str(port), uri, scheme)
 
 
 def _bracket(host: str | None) -> str:
     return f"[{host}]" if host and ":" in host else (host or "")
 
 
-async def open_peer(peer: Peer, timeout: float | None) -> Stream:
-    """Connect to one peer; raises OSError or asyncio.TimeoutError."""
+async def open_peer(sockaddr: Any, timeout: float | None) -> UpstreamStream:
+    """Connect to one peer address; raises OSError or asyncio.TimeoutError."""
     loop = asyncio.get_running_loop()
-    if peer.unix is not None:
-        coro = loop.create_unix_connection(Stream, peer.unix)
+    if isinstance(sockaddr, str):
+        coro = loop.create_unix_connection(UpstreamStream, sockaddr)
     else:
-        coro = loop.create_connection(Stream, peer.host, peer.port)
+        coro = loop.create_connection(UpstreamStream, sockaddr[0], sockaddr[1])
     _, stream = await asyncio.wait_for(coro, timeout)
     return stream
 
@@ -160,18 +168,3 @@ def connect_error_message(exc: BaseException) -> tuple[str, int | None]:
     if isinstance(exc, OSError):
         return "connect() failed", errno.ECONNREFUSED
     return f"connect() failed: {exc}", None
-
-
-async def connect(target: Target, timeout: float | None,
-                  on_fail: Any) -> tuple[Peer, Stream]:
-    """The first peer that accepts; `on_fail(peer, exc)` is told of each failure."""
-    if not target.peers:
-        raise ConnectFailed(False)
-    last_timeout = False
-    for peer in target.peers:
-        try:
-            return peer, await open_peer(peer, timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
-            last_timeout = isinstance(exc, asyncio.TimeoutError)
-            on_fail(peer, exc)
-    raise ConnectFailed(last_timeout)

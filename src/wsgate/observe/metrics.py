@@ -1,0 +1,263 @@
+"""Prometheus metrics: one `Metrics` object per process (or per embedded server).
+
+Owns the metric families, their names and labels, and the exposition. Each
+`Metrics` has a private `CollectorRegistry`, never prometheus_client's global one,
+because the library API may run several servers in one process and each must
+export only its own numbers.
+
+Cost model. The engine calls the update methods at event boundaries only -- a
+request finished, a handshake answered, a tunnel opened or closed -- never per
+chunk. Tunnel bytes and messages are therefore added when a tunnel closes. Numbers
+that already live elsewhere are read at scrape time by custom collectors and cost
+nothing between scrapes: the stub_status connection counters
+(`wsgate.observe.status.ConnectionCounters`) and the upstream peers' state
+(`wsgate.upstream.Peer`: conns, fails, checked, down).
+
+Families (all prefixed `wsgate_`; "in" is client->upstream, "out" upstream->client,
+as in `$ws_bytes_in`/`$ws_bytes_out`):
+
+    connections_accepted_total / connections_handled_total   counters (stub_status)
+    connections_active, connections{state=reading|writing|waiting}   gauges
+    http_requests_total{server,upstream,status_class}         counter
+    websocket_handshakes_total{server,status}                  counter
+    tunnels_active{server,upstream}                            gauge
+    tunnels_opened_total{server,upstream}                      counter
+    tunnels_closed_total{server,upstream,close_code,closed_by} counter
+    tunnel_bytes_total{server,upstream,direction}              counter
+    tunnel_messages_total{server,upstream,direction}           counter
+    tunnel_duration_seconds{server,upstream}                   histogram, 1 s .. 24 h
+    upstream_peer_up / _fails / _active{upstream,peer}         gauges
+plus process_* , python_info and python_gc_* from prometheus_client's collectors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from prometheus_client import (
+    GC_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
+    ProcessCollector)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from wsgate.observe.status import ConnectionCounters
+
+__all__ = ["Metrics", "DURATION_BUCKETS", "PeerSource", "handle_metrics",
+           "status_class"]
+
+#: Tunnel lifetimes run from a failed page load (about a second) to a day-long
+#: dashboard session; the default buckets (5 ms .. 10 s) would put them all in +Inf.
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                    3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+
+#: Returns the live upstream groups, name -> PeerSet, for the current config
+#: generation; a callable because a reload swaps the peer sets.
+PeerSource = Callable[[], Mapping[str, Any]]
+
+_TUNNEL = ("server", "upstream")
+
+
+def status_class(status: int) -> str:
+    """'2xx' for 200..299; '1xx' .. '5xx'; anything else (0, 499 excepted) 'other'."""
+    if 100 <= status <= 599:
+        return f"{status // 100}xx"
+    return "other"
+
+
+def _label(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+class Metrics:
+    """The metric families of one server; see the module docstring."""
+
+    def __init__(self, *, connections: ConnectionCounters | None = None,
+                 peers: PeerSource | None = None, process: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.connections = connections if connections is not None else ConnectionCounters()
+        self._peers = peers
+        self._clock = clock
+        self._declare()
+        self.registry.register(_ConnectionCollector(self.connections))
+        self.registry.register(_PeerCollector(self))
+        if process:
+            self._register_process_collectors()
+
+    # -- declaration ---------------------------------------------------------------
+
+    def _declare(self) -> None:
+        reg = self.registry
+        self._requests = Counter(
+            "wsgate_http_requests", "HTTP requests finished, by status class.",
+            ("server", "upstream", "status_class"), registry=reg)
+        self._handshakes = Counter(
+            "wsgate_websocket_handshakes", "WebSocket upgrade attempts, by the status "
+            "answered to the client (101, 426, 502 ...).", ("server", "status"),
+            registry=reg)
+        self._active = Gauge(
+            "wsgate_tunnels_active", "WebSocket tunnels open now.", _TUNNEL,
+            registry=reg)
+        self._opened = Counter(
+            "wsgate_tunnels_opened", "WebSocket tunnels opened.", _TUNNEL, registry=reg)
+        self._closed = Counter(
+            "wsgate_tunnels_closed", "WebSocket tunnels closed, by close code "
+            "(\"none\" when no Close frame was seen) and by who closed first.",
+            _TUNNEL + ("close_code", "closed_by"), registry=reg)
+        self._bytes = Counter(
+            "wsgate_tunnel_bytes", "Bytes relayed by closed tunnels; direction in is "
+            "client to upstream, out is upstream to client.", _TUNNEL + ("direction",),
+            registry=reg)
+        self._messages = Counter(
+            "wsgate_tunnel_messages", "WebSocket messages relayed by closed tunnels.",
+            _TUNNEL + ("direction",), registry=reg)
+        self._duration = Histogram(
+            "wsgate_tunnel_duration_seconds", "Lifetime of closed tunnels.", _TUNNEL,
+            buckets=DURATION_BUCKETS, registry=reg)
+
+    def _register_process_collectors(self) -> None:
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        # GCCollector registers itself only into a registry given at construction;
+        # the global instance's collect() is reusable, so reuse it here.
+        self.registry.register(_Delegate(GC_COLLECTOR))
+
+    # -- updates (event boundaries only) -------------------------------------------
+
+    def set_peer_source(self, peers: PeerSource | None) -> None:
+        """Point the upstream collector at the live peer sets (after a reload)."""
+        self._peers = peers
+
+    def request_done(self, server: str, status: int, upstream: str | None = None) -> None:
+        """One HTTP request finished with `status` (a tunnel's request counts as 101)."""
+        self._requests.labels(server, _label(upstream), status_class(status)).inc()
+
+    def handshake(self, server: str, status: int) -> None:
+        """A WebSocket upgrade attempt was answered with `status`."""
+        self._handshakes.labels(server, str(status)).inc()
+
+    def tunnel_opened(self, server: str, upstream: str | None) -> None:
+        up = _label(upstream)
+        self._opened.labels(server, up).inc()
+        self._active.labels(server, up).inc()
+
+    def tunnel_closed(self, server: str, upstream: str | None, *,
+                      close_code: int | None, closed_by: str, duration: float,
+                      bytes_in: int, bytes_out: int, messages_in: int = 0,
+                      messages_out: int = 0) -> None:
+        """A tunnel opened with `tunnel_opened(server, upstream)` has ended."""
+        up = _label(upstream)
+        code = "none" if close_code is None else str(close_code)
+        self._active.labels(server, up).dec()
+        self._closed.labels(server, up, code, closed_by).inc()
+        self._bytes.labels(server, up, "in").inc(bytes_in)
+        self._bytes.labels(server, up, "out").inc(bytes_out)
+        self._messages.labels(server, up, "in").inc(messages_in)
+        self._messages.labels(server, up, "out").inc(messages_out)
+        self._duration.labels(server, up).observe(max(duration, 0.0))
+
+    # -- exposition ----------------------------------------------------------------
+
+    def render(self, accept: str | None = None) -> tuple[str, bytes]:
+        """(content type, body): Prometheus text, or OpenMetrics when Accept asks."""
+        encoder, content_type = choose_encoder(accept or "")
+        return content_type, encoder(self.registry)
+
+    def peer_groups(self) -> Mapping[str, Any]:
+        return self._peers() if self._peers is not None else {}
+
+    def now(self) -> float:
+        return self._clock()
+
+
+class _Delegate(Collector):
+    """Registers another collector's output under a second registry."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def collect(self) -> Iterable[Metric]:
+        return self._inner.collect()  # type: ignore[no-any-return]
+
+
+class _ConnectionCollector(Collector):
+    """stub_status's numbers, read at scrape time."""
+
+    def __init__(self, counters: ConnectionCounters) -> None:
+        self._c = counters
+
+    def collect(self) -> Iterator[Metric]:
+        c = self._c
+        yield CounterMetricFamily("wsgate_connections_accepted",
+                                  "Client connections accepted.", value=c.accepted)
+        yield CounterMetricFamily("wsgate_connections_handled",
+                                  "Client connections handled.", value=c.handled)
+        yield GaugeMetricFamily("wsgate_connections_active",
+                                "Client connections open now.", value=c.active)
+        states = GaugeMetricFamily("wsgate_connections",
+                                   "Client connections by state, as stub_status counts "
+                                   "them.", labels=("state",))
+        states.add_metric(("reading",), c.reading)
+        states.add_metric(("writing",), c.writing)
+        states.add_metric(("waiting",), c.waiting)
+        yield states
+
+
+class _PeerCollector(Collector):
+    """Upstream peer state, read from the live `Peer` objects at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ("upstream", "peer")
+        up = GaugeMetricFamily("wsgate_upstream_peer_up", "1 when the peer may be "
+                               "picked: not down and not failed within fail_timeout.",
+                               labels=labels)
+        fails = GaugeMetricFamily("wsgate_upstream_peer_fails", "Failures counted "
+                                  "against the peer in its fail_timeout window.",
+                                  labels=labels)
+        active = GaugeMetricFamily("wsgate_upstream_peer_active", "Connections to "
+                                   "the peer in use now.", labels=labels)
+        now = int(self._m.now())
+        for name, peer_set in sorted(self._m.peer_groups().items()):
+            for peer in peer_set.all_peers():
+                key = (name, peer.name)
+                up.add_metric(key, 0.0 if peer.down or peer.failed(now) else 1.0)
+                fails.add_metric(key, peer.fails)
+                active.add_metric(key, peer.conns)
+        yield from (up, fails, active)
+
+
+# -- the `metrics;` location ------------------------------------------------------------
+
+Handled = tuple[int, list[tuple[str, str]], bytes]
+
+
+def handle_metrics(metrics: Metrics, method: str, accept: str | None = None,
+                   accept_encoding: str | None = None) -> Handled:
+    """The content handler of a `metrics;` location: (status, headers, body).
+
+    GET and HEAD only, like stub_status (nginx answers other methods 405). For HEAD
+    the caller sends the head only; the body is still returned for Content-Length.
+    """
+    if method not in ("GET", "HEAD"):
+        return 405, [], b""
+    content_type, body = metrics.render(accept)
+    headers = [("Content-Type", content_type)]
+    if _wants_gzip(accept_encoding):
+        body = gzip.compress(body, compresslevel=5, mtime=0)
+        headers.append(("Content-Encoding", "gzip"))
+    return 200, headers, body
+
+
+def _wants_gzip(accept_encoding: str | None) -> bool:
+    for item in (accept_encoding or "").split(","):
+        token, _, params = item.strip().partition(";")
+        if token.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00",
+                                                            "q=0.000")
+    return False
