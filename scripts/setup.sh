@@ -60,8 +60,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     pkill -x nginx 2>/dev/null || true
 fi
 
-# --- node backends (ws) --------------------------------------------------------------
-if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules/ws ]; then
-    log "installing node test backends (npm ci in tests/node)"
-    (cd tests/node && npm ci --silent --no-audit --no-fund >&2)
-fi
+# --- node backends and apps (ws, vite, socket.io), pinned by their lockfiles ---------
+for d in tests/node tests/node/vite-app tests/node/socketio-app; do
+    if [ -f "$d/package-lock.json" ] && [ ! -f "$d/node_modules/.package-lock.json" ]; then
+        log "installing node packages in $d (npm ci)"
+        (cd "$d" && npm ci --silent --no-audit --no-fund >&2)
+    fi
+done

@@ -5,8 +5,9 @@ later; each poll must reach the process that created the session. With `ip_hash`
 Socket.IO docs' nginx example) every request of a client lands on one process, so in
 headless chromium the page connects, upgrades to "websocket" and round-trips events.
 With round robin over the same two processes, the session's second request reaches the
-other process, which answers 400 "Session ID unknown" -- the failure `wsgate check`
-warns about, shown here as behaviour through wsgate.
+other process, which answers 400 "Session ID unknown" (seen both by a raw client and
+by the browser). Hashing on the session id (`hash $arg_sid`) is no better, because the
+handshake has no sid yet; hashing on an id the client sends on every request is.
 """
 
 from __future__ import annotations
@@ -142,13 +143,15 @@ def request(port: int, method: str, target: str, body: bytes = b"") -> tuple[int
     return int(status.split()[1]), answer.decode(errors="replace")
 
 
-def handshake_then_connect(port: int) -> tuple[int, str]:
+def handshake_then_connect(port: int, query: str = "") -> tuple[int, str]:
     """Engine.IO's polling handshake, then the session's next request: the POST that
-    carries Socket.IO's CONNECT packet ("40"), as the browser client sends it."""
-    status, body = request(port, "GET", "/socket.io/?EIO=4&transport=polling")
+    carries Socket.IO's CONNECT packet ("40"), as the browser client sends it. `query`
+    is added to both, as the client's `query` option does."""
+    base = f"/socket.io/?EIO=4&transport=polling{query}"
+    status, body = request(port, "GET", base)
     assert status == 200 and body.startswith("0{"), body
     sid = json.loads(body[1:])["sid"]
-    return request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", b"40")
+    return request(port, "POST", f"{base}&sid={sid}", b"40")
 
 
 def test_round_robin_breaks_polling_sessions(procs: ProcessGroup,  # noqa: F811
@@ -164,3 +167,30 @@ def test_round_robin_breaks_polling_sessions(procs: ProcessGroup,  # noqa: F811
     for _ in range(3):
         status, body = handshake_then_connect(sticky.port)
         assert (status, body) == (200, "ok")
+
+
+def test_hash_on_sid_breaks_polling_sessions(procs: ProcessGroup,  # noqa: F811
+                                             wsgate_server) -> None:  # noqa: F811
+    """`hash $arg_sid consistent;` is not stickiness: the handshake carries no sid (it
+    hashes ""), and the sid the chosen backend then issues hashes anywhere. So some
+    sessions' next request reaches the other process. With 16 sessions over 2 backends,
+    all landing right by chance has probability 2**-16."""
+    a, b = start_backends(procs)
+    srv = wsgate_server(CONF, balancer="hash $arg_sid consistent;", a=a, b=b, port=free_port())
+    outcomes = [handshake_then_connect(srv.port) for _ in range(16)]
+    assert (400, '{"code":1,"message":"Session ID unknown"}') in outcomes, outcomes
+
+
+def test_hash_on_a_client_id_keeps_sessions(procs: ProcessGroup,  # noqa: F811
+                                            wsgate_server) -> None:  # noqa: F811
+    """Stickiness without ip_hash (clients behind one NAT still spread): the client
+    sends a stable id on every request, the handshake included
+    (`io({query: {client: id}})`), and the upstream hashes on it."""
+    a, b = start_backends(procs)
+    srv = wsgate_server(CONF, balancer="hash $arg_client consistent;", a=a, b=b,
+                        port=free_port())
+    for client in range(16):
+        assert handshake_then_connect(srv.port, f"&client=c{client}") == (200, "ok")
+    # Both processes got sessions (16 ids all hashing to one: chance 2**-15).
+    for proc in (p for p in procs.procs if p.name.startswith("socketio-")):
+        wait_text(proc.output, r"connect \S+ polling", f"a session on {proc.name}", 10)
