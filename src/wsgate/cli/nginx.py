@@ -263,7 +263,7 @@ def _libraries() -> str:
     from importlib import metadata
 
     found = []
-    for dist in ("uvloop", "httptools"):
+    for dist in ("uvloop",):
         try:
             found.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
