@@ -273,7 +273,65 @@ def test_garbage_and_stalled_handshakes_close_only_their_connection(wsgate_serve
     assert stalled.recv(1024) == b""                      # closed by client_header_timeout
     assert time.monotonic() - started < 5
     stalled.close()
+    deadline = time.monotonic() + 5          # the line is written just after the close
+    while "client timed out" not in info_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = info_log.read_text()
     assert "SSL_do_handshake() failed" in log and "while SSL handshaking" in log
-    assert "client timed out" in log
+    assert "client timed out (110: Connection timed out) while SSL handshaking" in log
     assert srv.alerts() == [] and "Traceback" not in srv.output()
+
+
+def test_tls_upstream_connections_join_the_keepalive_pool(wsgate_server, pki):
+    """Two requests through `upstream { keepalive }` to an https backend use one TLS
+    connection (the backend counts its accepted connections and handshakes)."""
+    import http.server
+    import threading
+
+    d = pki["dir"]
+    seen: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = f"conn {id(self.connection)}\n".encode()
+            seen.append(id(self.connection))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(d / "local.crt"), str(d / "local.key"))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    try:
+        port = free_port()
+        wsgate_server(f"""
+events {{}}
+http {{
+    upstream tlsback {{ server 127.0.0.1:{httpd.server_address[1]}; keepalive 4; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass https://tlsback;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+""")
+        first, second = plain_get(port), plain_get(port)
+        assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")
+        assert len(seen) == 2 and seen[0] == seen[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

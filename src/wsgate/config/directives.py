@@ -344,6 +344,8 @@ _row("websocket_close_timeout", _HSL, "TAKE1", MS, default=5.0, wsgate=True)
 _row("websocket_drain_spread", _HSL, "TAKE1", MS, default=0.0, wsgate=True)
 _row("websocket_log_open", _HSL, "FLAG", F, default=False, wsgate=True)
 _row("metrics", _L, "NOARGS", store=C, merge="local", default=False, wsgate=True)
+_row("websocket_status", _L, "NOARGS", store=C, merge="local", default=False,
+     wsgate=True)
 
 # --- nginx directives wsgate accepts and ignores (harmless tuning) -----------------
 # Their arguments are still checked with nginx's slot, contexts and arity, so a

@@ -562,6 +562,7 @@ def _ws_max(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
 
 @handler("stub_status")
 @handler("metrics")
+@handler("websocket_status")
 def _on(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
     b.set_once(stmt, level, True)
 

@@ -23,14 +23,17 @@ from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Request
 from wsgate.http.parse import BadRequest, RequestHeadParser
 from wsgate.limits import HeaderLimits
 from wsgate.observe.errorlog import context
+from wsgate.observe.metrics import handle_metrics
+from wsgate.observe.status import TunnelRecord, handle_status, handle_stub_status
 from wsgate.proxy import route
-from wsgate.proxy.context import ConnInfo, Exchange, make_exchange
-from wsgate.proxy.handlers import LocalResponse, absolute_location, error_response, \
-    return_response
+from wsgate.proxy.context import ConnInfo, Exchange, make_exchange, server_tokens
+from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers, \
+    error_response, local_head, return_response
 from wsgate.proxy.relay import proxy
 from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
+from wsgate.proxy.wstunnel import WsTunnelStats
 
 __all__ = ["Downstream", "BodyTooLarge"]
 
@@ -60,6 +63,7 @@ class Downstream:
         self.conn = conn
         self.idle = True
         self.tunnel: Any = None
+        self.stat = runtime.metrics.connections.open()  # stub_status's states
 
     # -- the connection loop ---------------------------------------------------------
 
@@ -72,6 +76,7 @@ class Downstream:
             self.runtime.log.write("alert", f"unexpected error: {type(exc).__name__}: {exc}",
                                    connection=self.conn.number)
         finally:
+            self.stat.close()
             if self.tunnel is None:
                 self.stream.close()
 
@@ -90,13 +95,16 @@ class Downstream:
     async def _one_request(self) -> bool:
         self.idle = True
         pipelined = self.conn.requests > 0 and bool(self.stream.buffer)
+        self.stat.waiting()
         if not await self._wait_first_byte():
             return False
         self.idle = False
+        self.stat.reading()
         started = time.time()
         request = await self._read_head(started)
         if request is None:
             return False
+        self.stat.writing()
         self.conn.requests += 1
         server, m = route.find_server(self.group, _host(request))
         ex = make_exchange(request, self.conn, server, started)
@@ -246,6 +254,8 @@ class Downstream:
                     await self._error(ex, code)
                 else:
                     self._send(ex, return_response(ex, code, text))
+            elif loc.stub_status or loc.metrics or loc.websocket_status:
+                await self._observe(ex)
             elif loc.proxy_pass is not None:
                 result = await proxy(self, ex)
                 if result.tunnel is not None:
@@ -297,15 +307,63 @@ class Downstream:
         if await self._phases(ex, None):
             await self._content(ex)
 
+    async def _observe(self, ex: Exchange) -> None:
+        """`stub_status;`, `metrics;`, `websocket_status;`: this worker's pages."""
+        method = ex.request.method.decode("latin-1")
+        metrics = self.runtime.metrics
+        if ex.location.stub_status:
+            status, fields, body = handle_stub_status(metrics.connections, method)
+        elif ex.location.websocket_status:
+            tunnels = self.runtime.live_tunnels.snapshot(time.time())
+            status, fields, body = handle_status(
+                tunnels, method, counters=metrics.connections,
+                accept=_header(ex, "accept"), args=ex.vars.args)
+        else:
+            status, fields, body = handle_metrics(metrics, method, _header(ex, "accept"),
+                                                  _header(ex, "accept-encoding"))
+        if status != 200:
+            await self._error(ex, status)
+            return
+        self._send(ex, _page(ex, fields, body))
+
     async def _tunnel(self, ex: Exchange, result: Any) -> None:
         self.tunnel = result.tunnel
-        stats = await result.tunnel.wait()
+        label = _upstream_label(ex)
+        record = self._tunnel_opened(ex, result.tunnel, label)
+        stats = None
+        try:
+            stats = await result.tunnel.wait()
+        finally:
+            self._tunnel_closed(record, label, stats)
         ex.bytes_sent = result.tunnel_head_bytes + stats.bytes_down
         ex.vars.now = ex.vars.start_time + (time.time() - ex.vars.start_time)
         ex.keep_alive = False
         if stats.how == "read_timeout":
             self.log_error("error", "upstream timed out", ex, "proxying upgraded connection",
                            err=110, upstream=ex.upstream_url)
+
+    def _tunnel_opened(self, ex: Exchange, tunnel: Any, label: str) -> TunnelRecord:
+        server = _name(ex.server)
+        self.runtime.metrics.tunnel_opened(server, label)
+        tries = [a for group in ex.vars.upstream_groups for a in group]
+        record = TunnelRecord(
+            server=server, upstream=ex.vars.proxy_host or "",
+            peer=tries[-1].addr if tries else "",
+            client=_client(self.conn), uri=ex.vars.request_uri, started=time.time(),
+            probe=lambda: _tunnel_counts(tunnel))
+        self.runtime.live_tunnels.add(record)
+        return record
+
+    def _tunnel_closed(self, record: TunnelRecord, label: str, stats: Any) -> None:
+        self.runtime.live_tunnels.remove(record)
+        bytes_in, bytes_out, messages_in, messages_out = record.probe()  # type: ignore[misc]
+        code, closer = None, stats.closed_by if stats is not None else "proxy"
+        if isinstance(stats, WsTunnelStats):  # frame-aware: the Close frames decide
+            code, closer = stats.ws_close_code, stats.ws_closed_by or closer
+        self.runtime.metrics.tunnel_closed(
+            record.server, label, close_code=code, closed_by=closer,
+            duration=time.time() - record.started, bytes_in=bytes_in,
+            bytes_out=bytes_out, messages_in=messages_in, messages_out=messages_out)
 
     # -- errors and error_page -------------------------------------------------------
 
@@ -374,6 +432,7 @@ class Downstream:
     async def _finish(self, ex: Exchange) -> bool:
         ex.vars.status = ex.status
         ex.vars.bytes_sent = ex.bytes_sent
+        self._count(ex)
         if self.tunnel is not None:
             self.runtime.access_log(ex)
             return False
@@ -381,6 +440,14 @@ class Downstream:
             await self.discard_body(ex)
         self.runtime.access_log(ex)
         return ex.keep_alive and not self.stream.lost
+
+    def _count(self, ex: Exchange) -> None:
+        """Per-request metrics, once the request is done (a tunnel: once it ended)."""
+        metrics, server = self.runtime.metrics, _name(ex.server)
+        metrics.request_done(server, ex.status, _upstream_label(ex))
+        upgrade = ex.request.upgrade
+        if upgrade is not None and b"websocket" in upgrade.lower():
+            metrics.handshake(server, ex.status)
 
     # -- the request body --------------------------------------------------------------
 
@@ -455,6 +522,46 @@ class Downstream:
 
 def _has_body(request: Request) -> bool:
     return request.chunked or bool(request.content_length)
+
+
+def _upstream_label(ex: Exchange) -> str:
+    """The upstream as a metric label, bounded by the config: a proxy_pass with
+    variables gives its own text, never a value the client chose."""
+    pp = ex.location.proxy_pass
+    if pp is None:
+        return ""
+    if pp.template is not None:
+        return str(pp.url)
+    return str(ex.vars.proxy_host or pp.url)
+
+
+def _tunnel_counts(tunnel: Any) -> tuple[int, int, int, int]:
+    """Bytes read from each side so far (wire bytes: client -> upstream is "in"),
+    and finished messages, which only frame-aware legs count."""
+    c, u = tunnel.client, tunnel.upstream
+    return c.nread, u.nread, getattr(c, "messages", 0), getattr(u, "messages", 0)
+
+
+def _header(ex: Exchange, lname: str) -> str | None:
+    return next((v for n, v in ex.vars.headers if n.lower() == lname), None)
+
+
+def _client(conn: ConnInfo) -> str:
+    if conn.remote_port is None:
+        return conn.remote_addr
+    host = f"[{conn.remote_addr}]" if ":" in conn.remote_addr else conn.remote_addr
+    return f"{host}:{conn.remote_port}"
+
+
+def _page(ex: Exchange, fields: list[tuple[str, str]], body: bytes) -> LocalResponse:
+    """A 200 page from a pure handler's (fields, body), as nginx's header filter
+    writes it: Content-Type and Content-Length first, then the other fields."""
+    ctype = next(v for n, v in fields if n == "Content-Type").encode("latin-1")
+    extra = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in fields
+             if n != "Content-Type"] + add_headers(ex.location, ex, 200)
+    head = local_head(200, tokens=server_tokens(ex.location), keep_alive=ex.keep_alive,
+                      content_type=ctype, content_length=len(body), extra=extra)
+    return LocalResponse(200, head, b"" if ex.head_request else body, ex.keep_alive)
 
 
 def _host(request: Request) -> str | None:

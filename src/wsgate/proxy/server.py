@@ -17,6 +17,8 @@ from typing import Any
 
 from wsgate.observe.accesslog import AccessLogs
 from wsgate.observe.errorlog import ErrorLog
+from wsgate.observe.metrics import Metrics
+from wsgate.observe.status import LiveTunnels
 from wsgate.proxy import listen as listen_mod
 from wsgate.proxy.context import ConnInfo
 from wsgate.proxy.downstream import Downstream
@@ -68,7 +70,8 @@ def _all_locations(servers: tuple[Any, ...]) -> list[Any]:
 class Runtime:
     """One config generation, as the connections accepted under it see it."""
 
-    def __init__(self, cfg: Any, log: ErrorLog) -> None:
+    def __init__(self, cfg: Any, log: ErrorLog, metrics: Metrics | None = None,
+                 live_tunnels: LiveTunnels | None = None) -> None:
         self.cfg = cfg
         self.log = log
         self.prefix = cfg.prefix
@@ -80,6 +83,9 @@ class Runtime:
         self.access.open_all(_all_locations(self.servers))
         self.closing = False
         self.connections: set[Downstream] = set()
+        # The worker's, shared by every generation; standalone if none is given.
+        self.metrics = metrics if metrics is not None else Metrics(process=False)
+        self.live_tunnels = live_tunnels if live_tunnels is not None else LiveTunnels()
 
     def group_for(self, key: Any, local: Any) -> AddressServers | None:
         """The address group of a connection accepted on listener `key`."""
@@ -140,6 +146,8 @@ class Worker:
         self.old: list[Runtime] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.numbers = itertools.count(1)
+        self.metrics = Metrics()            # per worker, survives reloads
+        self.live_tunnels = LiveTunnels()
         self.live = 0                     # client connections now open
         self.drain_timers: list[asyncio.TimerHandle] = []
 
@@ -166,7 +174,7 @@ class Worker:
     # -- serving ----------------------------------------------------------------------
 
     async def start(self, cfg: Any, sockets: dict[Any, socket.socket]) -> None:
-        self.runtime = Runtime(cfg, self.log)
+        self.runtime = Runtime(cfg, self.log, self.metrics, self.live_tunnels)
         self.sockets.update(sockets)
         wanted = bind_keys(self.runtime.groups)
         for key in list(self.servers):

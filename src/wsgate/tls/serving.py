@@ -8,7 +8,7 @@ edits to a few lines (see the module docstrings of accept.py and upstream.py).
     check = request_check(ssl_port, server, sslobj, host)  # once Host picked `server`
     if check: log [info] check.log; answer check.status (421; 497/495/496: nginx's 400s)
     transport, proto = await open_tls_peer(factory, sockaddr, timeout, tls, peer_key,
-                                           proxy_host)   # UpstreamHandshakeError: 502
+                                           proxy_host, ex.vars)  # UpstreamHandshakeError
 """
 
 from __future__ import annotations
@@ -106,21 +106,28 @@ class UpstreamHandshakeError(UpstreamError):
         super().__init__(message, kind="error", source="upstream", retryable=True)
 
 
-async def open_tls_peer(factory: Callable[[], asyncio.Protocol], sockaddr: tuple[str, int],
+async def open_tls_peer(factory: Callable[[], asyncio.Protocol],
+                        sockaddr: tuple[str, int] | str,
                         timeout: float | None, tls: UpstreamTLS, peer_key: str,
-                        proxy_host: str) -> tuple[asyncio.Transport, Any]:
+                        proxy_host: str, variables: Any = None
+                        ) -> tuple[asyncio.Transport, Any]:
     """Connect and handshake (both within proxy_connect_timeout, as nginx), verify.
 
     OSError / asyncio.TimeoutError for the TCP connect as usual; a TLS failure is an
-    UpstreamHandshakeError carrying nginx's words.
+    UpstreamHandshakeError carrying nginx's words. `variables` (the request's
+    VarContext) renders a proxy_ssl_name with variables.
     """
     loop = asyncio.get_running_loop()
-    name = tls.ssl_name(proxy_host)
+    name = tls.ssl_name(proxy_host, variables)
+    tls_args: dict[str, Any] = dict(ssl=tls.context_for(peer_key),
+                                    server_hostname=tls.server_hostname(name),
+                                    ssl_handshake_timeout=timeout)
+    if isinstance(sockaddr, str):        # proxy_pass https://unix:/path
+        connecting = loop.create_unix_connection(factory, sockaddr, **tls_args)
+    else:
+        connecting = loop.create_connection(factory, sockaddr[0], sockaddr[1], **tls_args)
     try:
-        transport, proto = await asyncio.wait_for(loop.create_connection(
-            factory, sockaddr[0], sockaddr[1], ssl=tls.context_for(peer_key),
-            server_hostname=tls.server_hostname(name),
-            ssl_handshake_timeout=timeout), timeout)
+        transport, proto = await asyncio.wait_for(connecting, timeout)
     except ssl.SSLError as exc:
         tls.forget_session(peer_key)
         raise UpstreamHandshakeError(handshake_error(exc)) from None

@@ -29,6 +29,7 @@ import ipaddress
 import ssl
 from typing import Any
 
+from wsgate.config.variables import compile_template
 from wsgate.tls import native
 from wsgate.tls.certs import TlsConfigError, full_path, load_pair, load_verify, \
     read_passwords
@@ -66,9 +67,12 @@ class _SessionContext(ssl.SSLContext):
 class UpstreamTLS:
     """TLS settings of the locations sharing one proxy_ssl_* configuration."""
 
-    def __init__(self, loc: Any, conf_prefix: str) -> None:
+    def __init__(self, loc: Any, conf_prefix: str, variables: Any = None) -> None:
         self.sni = bool(loc.proxy_ssl_server_name)
         self.name = loc.proxy_ssl_name
+        # proxy_ssl_name is a complex value in nginx (`proxy_ssl_name $host;`).
+        self.name_template = _name_template(self.name, variables) \
+            if self.name and "$" in self.name and variables is not None else None
         self.verify = bool(loc.proxy_ssl_verify)
         self.reuse = bool(loc.proxy_ssl_session_reuse)
         self.context = _client_context(loc, conf_prefix)
@@ -88,9 +92,13 @@ class UpstreamTLS:
             self._faces[peer_key] = face
         return face
 
-    def ssl_name(self, proxy_host: str) -> str:
-        """proxy_ssl_name (default: the proxy_pass host), without a port."""
-        name = self.name or proxy_host
+    def ssl_name(self, proxy_host: str, variables: Any = None) -> str:
+        """proxy_ssl_name (default: the proxy_pass host), without a port;
+        `variables` (the request's VarContext) renders a name with variables."""
+        if self.name_template is not None and variables is not None:
+            name = str(self.name_template.render(variables))
+        else:
+            name = str(self.name or proxy_host)
         if name.startswith("["):
             return name[1:].partition("]")[0]
         return name.rpartition(":")[0] if name.count(":") == 1 else name
@@ -119,6 +127,16 @@ class UpstreamTLS:
 
     def forget_session(self, peer_key: str) -> None:
         self.sessions.pop(peer_key, None)
+
+
+def _name_template(text: str, table: Any) -> Any:
+    """Compile a proxy_ssl_name with variables against the finished variable table."""
+    template = compile_template(text, table)
+    for name in template.variables:
+        if not (len(name) == 1 and name in "123456789") and table.resolve(name) is None:
+            raise TlsConfigError(f'unknown "{name}" variable')
+    template.bind(table)
+    return template
 
 
 def handshake_error(exc: BaseException) -> str:
@@ -197,6 +215,7 @@ class UpstreamContexts:
 
     def __init__(self, cfg: Any) -> None:
         prefix = _conf_prefix(cfg)
+        table = cfg.http.variables if cfg.http is not None else None
         self._by_loc: dict[int, UpstreamTLS] = {}
         shared: dict[tuple[Any, ...], UpstreamTLS] = {}
         for loc in _locations(cfg):
@@ -205,7 +224,7 @@ class UpstreamContexts:
                 continue
             key = tuple(_hashable(getattr(loc, f)) for f in _FIELDS)
             if key not in shared:
-                shared[key] = UpstreamTLS(loc, prefix)
+                shared[key] = UpstreamTLS(loc, prefix, table)
             self._by_loc[id(loc)] = shared[key]
 
     def get(self, loc: Any) -> UpstreamTLS | None:

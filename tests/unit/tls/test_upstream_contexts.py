@@ -170,3 +170,20 @@ def test_common_name_only_without_dns_names():
     assert host_matches(cert, "a.example")
     cert["subjectAltName"] += (("DNS", "b.example"),)
     assert not host_matches(cert, "a.example")
+
+
+def test_proxy_ssl_name_with_variables(load, shake, pki):
+    from wsgate.config.variables import VarContext
+    tls = upstream(load, VERIFY + " proxy_ssl_server_name on; proxy_ssl_name $http_x_name;")
+    server = backend(pki, "b")
+    variables = VarContext(headers=[("X-Name", "x.wild.example")])
+    name = tls.ssl_name("a.example:9443", variables)
+    assert name == "x.wild.example"
+    pair = shake(server, tls.context_for("p"), server_hostname=tls.server_hostname(name))
+    assert server.seen == ["x.wild.example"] and tls.check_peer(pair.client, name) is None
+
+
+def test_unknown_variable_in_proxy_ssl_name_is_a_load_error(load):
+    with pytest.raises(Exception) as info:
+        upstream(load, "proxy_ssl_name $no_such_thing;")
+    assert 'unknown "no_such_thing" variable' in str(info.value)
