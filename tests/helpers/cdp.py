@@ -32,6 +32,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from helpers.procs import wait_log  # noqa: F401  (public here too: tests import it from cdp)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STEP = 20.0          # seconds any one wait may take unless the caller says otherwise
 
@@ -48,21 +50,6 @@ def chromium_argv(profile: pathlib.Path) -> list[str]:
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-proxy-server", "--window-size=1000,720",
             f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
-
-
-def wait_log(path: pathlib.Path, pattern: str, alive: Callable[[], bool],
-             timeout: float = STEP) -> re.Match[str]:
-    """Block until `pattern` appears in the file at `path` (or the writer died)."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        if found := re.search(pattern, text):
-            return found
-        if not alive():
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} never appeared in {path}:\n{text[-4000:]}")
 
 
 def wait_text(read: Callable[[], str], pattern: str, what: str,

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from helpers.ports import wait_port
 
@@ -83,6 +84,21 @@ class Process:
 
     def __repr__(self) -> str:
         return f"<Process {self.name} pid={self.pid} alive={self.alive()}>"
+
+
+def wait_log(path: pathlib.Path, pattern: str, alive: Callable[[], bool],
+             timeout: float = 20.0) -> re.Match[str]:
+    """Block until `pattern` appears in the file at `path` (or the writer died)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if found := re.search(pattern, text):
+            return found
+        if not alive():
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern!r} never appeared in {path}:\n{text[-4000:]}")
 
 
 def start_process(argv: Sequence[str], *, name: str, log_dir: os.PathLike[str] | str,

@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
 from helpers.client import CLOSE, PING, PONG, TEXT, RawClient, RawWebSocket
+from helpers.procs import wait_log
 from wsgate.demo.app import DemoApp
 from wsgate.demo.conf import DemoPaths, render_config
 from wsgate.demo.room import Room, RoomEvent, SessionClosed, SessionOpened
@@ -386,9 +387,10 @@ def test_live_view_and_ctrl_c(tmp_path: pathlib.Path) -> None:
                 await ws.send("hi")
                 await recv_json(ws, "chat")
         asyncio.run(asyncio.wait_for(chat(), 20))
-        wait_for_text(log, r"close .* msgs in 1 / out 2  close 1000 by client", proc)
-        wait_for_text(log, r"counts: 0 online, 1 sessions", proc)
-        wait_for_text(log, r'wsgate 127\.0\.0\.1 "GET /ws HTTP/1\.1" 101', proc)
+        for line in (r"close .* msgs in 1 / out 2  close 1000 by client",
+                     r"counts: 0 online, 1 sessions",
+                     r'wsgate 127\.0\.0\.1 "GET /ws HTTP/1\.1" 101'):
+            wait_log(log, line, lambda: proc.poll() is None)
         os.killpg(proc.pid, signal.SIGINT)               # what a terminal's Ctrl-C does
         assert proc.wait(timeout=20) == 0
         text = log.read_text()
@@ -401,21 +403,8 @@ def test_live_view_and_ctrl_c(tmp_path: pathlib.Path) -> None:
 
 
 def wait_for_url(log: pathlib.Path, proc: subprocess.Popen[bytes]) -> int:
-    match = wait_for_text(log, r"open http://127\.0\.0\.1:(\d+)/", proc)
+    match = wait_log(log, r"open http://127\.0\.0\.1:(\d+)/", lambda: proc.poll() is None)
     return int(match.group(1))
-
-
-def wait_for_text(log: pathlib.Path, pattern: str, proc: subprocess.Popen[bytes],
-                  timeout: float = 20) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(pattern, log.read_text())
-        if found:
-            return found
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} not in the demo's output:\n{log.read_text()}")
 
 
 def pid_alive(pid: int) -> bool:

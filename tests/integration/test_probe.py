@@ -4,11 +4,6 @@ misbehaving servers. Assertions are on stable phrases of the explanations."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import pathlib
-
 import pytest
 
 from helpers.fixtures import (nginx_server, node_backend, procs, recording_backend,  # noqa: F401
@@ -16,23 +11,9 @@ from helpers.fixtures import (nginx_server, node_backend, procs, recording_backe
 from helpers.backends import start_websockets_echo
 from helpers.nginx import substitute_ports
 from helpers.ports import free_port
+from helpers.probe import UPGRADE_CONF, probe, probe_json
 
 pytestmark = pytest.mark.timeout(90)
-
-WSGATE = str(pathlib.Path(sys.executable).with_name("wsgate"))
-
-
-def probe(*args: str, stdin: str | None = None, timeout: float = 40) -> tuple[int, str]:
-    done = subprocess.run([WSGATE, "probe", *args], capture_output=True, text=True,
-                          input=stdin if stdin is not None else "", timeout=timeout)
-    return done.returncode, done.stdout + done.stderr
-
-
-def probe_json(*args: str, **kw: object) -> tuple[int, list[dict[str, object]]]:
-    rc, out = probe(*args, "--json", **kw)  # type: ignore[arg-type]
-    steps = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert steps and steps[-1]["step"] == "result", out
-    return rc, steps
 
 
 def nginx_for(nginx_server, shared_config, name: str, **ports: int):  # noqa: F811
@@ -175,26 +156,12 @@ def test_backend_down_502(nginx_server, shared_config) -> None:  # noqa: F811
     assert "connect() failed" in srv.error_log()
 
 
-SLOW_CONF = """events {}
-http {
-    server {
-        listen 127.0.0.1:{{port}};
-        location / {
-            proxy_pass http://127.0.0.1:{{backend}};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_read_timeout {{read_timeout}};
-        }
-    }
-}
-"""
 
 
 @pytest.mark.nginx
 def test_slow_backend_504(nginx_server, recording_backend) -> None:  # noqa: F811
     rec = recording_backend(spec={"default": {"ignore": True}})
-    srv = nginx_server(SLOW_CONF, port=free_port(), backend=rec.port, read_timeout="1s")
+    srv = nginx_server(UPGRADE_CONF, port=free_port(), backend=rec.port, read_timeout="1s")
     rc, out = probe(srv.url("/"))
     assert rc == 1
     assert "504 Gateway Timeout from the proxy" in out
@@ -204,7 +171,7 @@ def test_slow_backend_504(nginx_server, recording_backend) -> None:  # noqa: F81
 @pytest.mark.nginx
 def test_idle_cut_by_proxy_read_timeout(nginx_server, websockets_backend) -> None:  # noqa: F811
     ws = websockets_backend()
-    srv = nginx_server(SLOW_CONF, port=free_port(), backend=ws.port, read_timeout="2s")
+    srv = nginx_server(UPGRADE_CONF, port=free_port(), backend=ws.port, read_timeout="2s")
     rc, steps = probe_json(srv.url("/"), "--idle", "15")
     assert rc == 1
     cut = next(s for s in steps if s["step"] == "cut")
@@ -299,3 +266,37 @@ def test_wss_to_plain_port(websockets_backend) -> None:  # noqa: F811
     rc, out = probe(ws.url("/", scheme="wss"))
     assert rc == 1
     assert "does not speak TLS" in out and "use ws://" in out
+
+
+def test_unoffered_subprotocol_is_refused(recording_backend) -> None:  # noqa: F811
+    """The probe offered no subprotocol; a 101 that picks one fails RFC 6455 4.1 step 6."""
+    rec = recording_backend(spec={"default": {"upgrade": True,
+                                              "headers": [["Sec-WebSocket-Protocol", "chat"]]}})
+    rc, steps = probe_json(rec.url("/"))
+    assert rc == 1
+    result = steps[-1]
+    assert result["problem"] == "bad-101"
+    assert result["problems"] == ['server chose subprotocol "chat", which the client did not '
+                                  "offer (offered: none)"]
+
+
+def test_unoffered_extension_is_refused(recording_backend) -> None:  # noqa: F811
+    """The probe offers no extension unless -H adds one; accepting one it did not offer
+    fails RFC 6455 4.1 step 5."""
+    rec = recording_backend(spec={"default": {"upgrade": True, "headers": [
+        ["Sec-WebSocket-Extensions", "permessage-deflate; server_no_context_takeover"]]}})
+    rc, steps = probe_json(rec.url("/"))
+    assert rc == 1
+    result = steps[-1]
+    assert result["problem"] == "bad-101"
+    assert result["problems"] == ['server accepted extension "permessage-deflate", which the '
+                                  "client did not offer"]
+
+
+def test_extension_offered_with_header_is_accepted(recording_backend) -> None:  # noqa: F811
+    rec = recording_backend(spec={"default": {"upgrade": True, "headers": [
+        ["Sec-WebSocket-Extensions", "permessage-deflate"]]}})
+    rc, out = probe(rec.url("/"), "-H",
+                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+    assert rc == 0, out
+    assert "Sec-WebSocket-Accept ok" in out

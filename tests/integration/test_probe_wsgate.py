@@ -7,11 +7,6 @@ behind the fixed ones, 502 when the backend is down, and an idle tunnel cut by
 
 from __future__ import annotations
 
-import json
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
 from helpers.backends import start_node_ws_echo, start_websockets_echo
@@ -19,11 +14,10 @@ from helpers.fixtures import (node_backend, procs, shared_config,  # noqa: F401
                               websockets_backend, wsgate_server)
 from helpers.nginx import ConfServer, substitute_ports
 from helpers.ports import free_port
+from helpers.probe import UPGRADE_CONF, probe, probe_json
 from helpers.procs import ProcessGroup
 
 pytestmark = pytest.mark.timeout(90)
-
-WSGATE = str(pathlib.Path(sys.executable).with_name("wsgate"))
 
 # (config, WebSocket path, how many backends it names)
 WORKING = [
@@ -32,19 +26,6 @@ WORKING = [
     ("docs-chat-location.conf", "/chat/", 2),
     ("docs-chat-map.conf", "/chat/", 2),
 ]
-
-
-def probe(*args: str, timeout: float = 40) -> tuple[int, str]:
-    done = subprocess.run([WSGATE, "probe", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
-    return done.returncode, done.stdout + done.stderr
-
-
-def probe_json(*args: str) -> tuple[int, list[dict[str, object]]]:
-    rc, out = probe(*args, "--json")
-    steps = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert steps and steps[-1]["step"] == "result", out
-    return rc, steps
 
 
 def run_shared(wsgate_server, text: str, backends: list[int]) -> ConfServer:  # noqa: F811
@@ -108,25 +89,11 @@ def test_backend_down_502_explained(wsgate_server, shared_config) -> None:  # no
     assert "connect() failed" in srv.error_log()
 
 
-IDLE_CONF = """events {}
-http {
-    server {
-        listen 127.0.0.1:{{port}};
-        location / {
-            proxy_pass http://127.0.0.1:{{backend}};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_read_timeout 1s;
-        }
-    }
-}
-"""
 
 
 def test_idle_tunnel_cut_after_read_timeout(wsgate_server, websockets_backend) -> None:  # noqa: F811
     ws = websockets_backend()
-    srv = wsgate_server(IDLE_CONF, port=free_port(), backend=ws.port)
+    srv = wsgate_server(UPGRADE_CONF, port=free_port(), backend=ws.port, read_timeout="1s")
     rc, steps = probe_json(srv.url("/"), "--idle", "3")
     assert rc == 1, steps
     cut = next(s for s in steps if s["step"] == "cut")

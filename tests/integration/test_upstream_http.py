@@ -301,3 +301,46 @@ def test_header_times_are_dash_for_failed_peers(wsgate_server, raw_backend) -> N
     assert status == "502, 200" and first == "-" and second != "-"
 
 
+
+
+def _answer_with(name: bytes) -> Handler:
+    def handler(conn: socket.socket, n: int) -> None:
+        for _ in range(50):
+            if not read_head(conn):
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(name), name))
+    return handler
+
+
+def test_reload_switches_peers_and_closes_old_pool(wsgate_server, raw_backend) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    a, b = raw_backend(_answer_with(b"A")), raw_backend(_answer_with(b"B"))
+    srv = wsgate_server(conf(f"        server 127.0.0.1:{a.port};\n        keepalive 4;",
+                             KEEP), port=free_port())
+    assert request(srv.port, GET).endswith(b"A")
+    srv.conf_path.write_text(srv.conf_text.replace(str(a.port), str(b.port)))
+    srv.send_signal(signal.SIGHUP)
+    for _ in range(100):                      # the reload is asynchronous
+        if request(srv.port, GET).endswith(b"B"):
+            break
+        time.sleep(0.05)
+    assert request(srv.port, GET).endswith(b"B")
+    assert "[alert]" not in srv.error_log()
+
+
+def test_zone_keeps_peer_state_across_reload(wsgate_server, raw_backend) -> None:  # type: ignore[no-untyped-def]
+    """With `zone`, an unchanged block keeps its round-robin position and fails."""
+    import signal
+    a, b = raw_backend(_answer_with(b"A")), raw_backend(_answer_with(b"B"))
+    ups = (f"        zone u 64k;\n        server 127.0.0.1:{a.port};\n"
+           f"        server 127.0.0.1:{b.port};")
+    srv = wsgate_server(conf(ups), port=free_port())
+    assert request(srv.port, GET).endswith(b"A")
+    srv.conf_path.write_text(srv.conf_text.replace("proxy_pass http://u;",
+                                                   "proxy_pass http://u; # reloaded"))
+    srv.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    # without zone a fresh generation would start again at A
+    assert request(srv.port, GET).endswith(b"B")
+    assert request(srv.port, GET).endswith(b"A")

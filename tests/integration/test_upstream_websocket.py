@@ -22,6 +22,7 @@ from helpers.ports import free_port
 pytestmark = pytest.mark.timeout(60)
 
 CONF = """
+error_log error.log warn;
 events {}
 http {
     upstream u {

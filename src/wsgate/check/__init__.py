@@ -7,7 +7,8 @@ DNS: hosts are judged by their spelling). Layers, in the order they run:
     validate.py    the project's validator (same table and wording as -t), recovering
     xref.py        nginx's after-parse checks (upstreams, proxy_pass hosts, variables)
     breakers.py    WS020-WS025: what stops a handshake
-    weakeners.py   WS030-WS035: what makes WebSockets work badly
+    weakeners.py   WS030-WS036: what makes WebSockets work badly, or not at all
+    sticky.py      WS033, WS036: balancing in front of Socket.IO
     output.py      text (compiler style) and JSON
 
 Rules and their ids: rules.py; documentation: docs/check-rules.md.

@@ -48,9 +48,10 @@ _ROWS = (
     ("WS030", NOTE, "`Connection \"upgrade\"` forced on every request"),
     ("WS031", WARNING, "`proxy_read_timeout` shorter than common heartbeats"),
     ("WS032", WARNING, "`proxy_buffering` on in front of a streaming endpoint"),
-    ("WS033", WARNING, "`ip_hash` in front of Socket.IO"),
+    ("WS033", NOTE, "Socket.IO kept sticky by client address (`ip_hash`)"),
     ("WS034", NOTE, "long-lived WebSocket backends balanced round robin"),
     ("WS035", NOTE, "`Host` not forwarded to a WebSocket backend"),
+    ("WS036", ERROR, "Socket.IO long-polling without sticky sessions"),
     # --- wsgate and nginx differ --------------------------------------------------------
     ("WS040", NOTE, "wsgate-only directive (real nginx refuses it)"),
     ("WS041", WARNING, "directive ignored by wsgate"),

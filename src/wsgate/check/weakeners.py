@@ -1,28 +1,33 @@
-"""Rules WS030-WS035: configurations under which WebSockets work, but badly.
+"""Rules WS030-WS036: configurations under which WebSockets work badly, or not at all.
 
 Each rule looks at one proxying location (a `Site`); thresholds and heuristics are
-documented with the rule in docs/check-rules.md.
+documented with the rule in docs/check-rules.md. Balancing in front of Socket.IO
+(WS033, WS036) has its own module, sticky.py.
 """
 
 from __future__ import annotations
 
-from wsgate.check.findings import WARNING, Finding
+from wsgate.check.findings import Finding
 from wsgate.check.rules import finding
 from wsgate.check.scope import STREAM_PATH, Site, source
+from wsgate.check.sticky import check_sticky, is_socketio
 from wsgate.check.validate import CheckBuilder
 
 __all__ = ["check_weakeners", "HEARTBEATS"]
 
-# (seconds of silence a healthy idle connection can show, who) -- the proxy's idle
-# timeout must be longer than each, or it cuts live-but-quiet tunnels.
-HEARTBEATS = ((45.0, "Socket.IO (25 s ping + 20 s timeout)"), (30.0, "Jupyter (30 s)"),
-              (20.0, "Python websockets (20 s ping)"))
+# (seconds between heartbeats on an idle connection, who). nginx re-arms
+# proxy_read_timeout whenever the tunnel moves data either way
+# (ngx_http_upstream_process_upgraded), so an idle tunnel survives as long as the
+# timeout is longer than the heartbeat interval.
+HEARTBEATS = ((25.0, "Socket.IO (pingInterval 25 s)"),
+              (30.0, "Jupyter Server (ws_ping_interval 30 s)"),
+              (20.0, "Python websockets (ping_interval 20 s)"))
 
 
 def check_weakeners(b: CheckBuilder, sites: list[Site]) -> list[Finding]:
     out: list[Finding] = []
     for site in sites:
-        out += _forced_upgrade(site)
+        out += _forced_upgrade(site) + _socketio(site)
         if site.is_websocket:
             out += _read_timeout(site) + _balancing(site) + _host(site)
         out += _buffering(site)
@@ -38,15 +43,16 @@ def _forced_upgrade(site: Site) -> list[Finding]:
         return []
     ups = site.upstream()
     keepalive = ups is not None and "keepalive" in ups.values
-    msg = (f'Connection "{text}" is sent on every request, plain HTTP too: the backend is '
-           "asked to upgrade requests that are not WebSockets, and upstream keep-alive "
-           "cannot work")
-    severity = WARNING if keepalive else None
+    msg = (f'Connection "{text}" is sent on every request, plain HTTP too: requests '
+           'without "Upgrade" reach the backend marked as upgrade requests; nginx\'s '
+           "documented idiom asks for an upgrade only when the client did")
+    empty = "''" if keepalive else "close"
     if keepalive:
-        msg += f' (upstream "{ups.extra["name"]}" sets keepalive)'  # type: ignore[union-attr]
+        msg += (f'; upstream "{ups.extra["name"]}" sets keepalive, so '  # type: ignore[union-attr]
+                "plain requests should send no Connection header at all")
     fix = ("proxy_set_header Connection $connection_upgrade; with, in http {}: "
-           "map $http_upgrade $connection_upgrade { default upgrade; '' close; }")
-    return [finding("WS030", site.index.pos(entry, "proxy_set_header"), msg, fix, severity)]
+           f"map $http_upgrade $connection_upgrade {{ default upgrade; '' {empty}; }}")
+    return [finding("WS030", site.index.pos(entry, "proxy_set_header"), msg, fix)]
 
 
 def _read_timeout(site: Site) -> list[Finding]:
@@ -57,9 +63,11 @@ def _read_timeout(site: Site) -> list[Finding]:
     cut = [who for limit, who in HEARTBEATS if timeout <= limit]
     if not cut:
         return []
-    msg = (f"proxy_read_timeout {timeout:g}s closes an idle WebSocket tunnel at or before "
-           f"the heartbeat of {', '.join(cut)} arrives, and no websocket_ping_interval is set")
-    fix = "proxy_read_timeout 3600s; (or, under wsgate: websocket_ping_interval 20s;)"
+    msg = (f"proxy_read_timeout {timeout:g}s closes a WebSocket tunnel after that long "
+           "with no data in either direction, which is no longer than the heartbeat "
+           f"interval of {', '.join(cut)}; no websocket_ping_interval is set")
+    fix = ("proxy_read_timeout 3600s; (or a heartbeat more frequent than the timeout; "
+           "under wsgate: websocket_ping_interval 20s;)")
     return [finding("WS031", site.index.pos(entry, "proxy_read_timeout"), msg, fix)]
 
 
@@ -77,24 +85,26 @@ def _buffering(site: Site) -> list[Finding]:
     return [finding("WS032", pos, msg, "proxy_buffering off;")]
 
 
+def _socketio(site: Site) -> list[Finding]:
+    """Polling needs stickiness, WebSocket headers or not (sticky.py)."""
+    ups = site.upstream()
+    return check_sticky(site, ups) if ups is not None and is_socketio(site) else []
+
+
 def _balancing(site: Site) -> list[Finding]:
     ups = site.upstream()
-    if ups is None:
+    if ups is None or is_socketio(site):   # there least_conn would break sessions too
         return []
     balancer = ups.extra["balancer"][0]
-    stmt_pos = site.index.pos(ups, "upstream")
     name = ups.extra["name"]
-    if balancer == "ip_hash" and "socket.io" in site.path.lower():
-        msg = (f'upstream "{name}" uses ip_hash in front of Socket.IO ({site.path}): '
-               "every client behind one NAT or corporate proxy lands on the same backend")
-        return [finding("WS033", stmt_pos, msg,
-                        "hash $cookie_io consistent; (or hash $arg_sid consistent;)")]
     live = [s for s in ups.extra["servers"] if not s.backup and not s.down]
     if balancer == "round_robin" and len(live) >= 2:
         msg = (f'upstream "{name}" balances long-lived WebSocket connections round robin: '
-               "new handshakes are spread evenly however many tunnels each backend "
-               "already holds, so a restarted backend stays empty")
-        return [finding("WS034", stmt_pos, msg, "least_conn;")]
+               "new handshakes are spread by weight however many tunnels each backend "
+               "already holds, so a restarted backend stays under-used until old "
+               "tunnels close")
+        fix = "least_conn; (with zone NAME 64k; when nginx runs several worker processes)"
+        return [finding("WS034", site.index.pos(ups, "upstream"), msg, fix)]
     return []
 
 
@@ -104,7 +114,8 @@ def _host(site: Site) -> list[Finding]:
     target = _proxy_host(site)
     msg = (f'Host is not forwarded: the backend sees "Host: {target}" (nginx\'s '
            "$proxy_host), not the browser's; backends that compare Origin with Host "
-           "(Socket.IO, Django Channels, Rails Action Cable, Jupyter) refuse the handshake")
+           "(Tornado and Jupyter, Rails Action Cable, Go's gorilla/websocket) refuse the "
+           "handshake")
     return [finding("WS035", site.pos, msg, "proxy_set_header Host $host;")]
 
 

@@ -29,7 +29,7 @@ from wsgate.cli import probe_conn as conn
 from wsgate.cli.probe_diagnose import (Diagnosis, diagnose_bad_101, diagnose_cut,
                                        diagnose_exception, diagnose_garbage,
                                        diagnose_response)
-from wsgate.websocket.handshake import check_switching_response, client_request
+from wsgate.websocket.handshake import check_switching_response, client_request, header_tokens
 
 SCHEMES = {"ws": (False, 80), "http": (False, 80), "wss": (True, 443), "https": (True, 443)}
 
@@ -122,6 +122,13 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def offered_extensions(raw: list[str]) -> list[str]:
+    """The extension offers the request carries: only those given with -H (the probe
+    itself offers none)."""
+    fields = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in parse_headers(raw)]
+    return header_tokens(fields, b"sec-websocket-extensions")
 
 
 def parse_headers(raw: list[str]) -> list[tuple[str, str]]:
@@ -219,9 +226,11 @@ class Probe:
     def check_101(self, resp: conn.Response, key: str, writer: asyncio.StreamWriter) -> None:
         if resp.status != 101:
             return
-        offered = self.args.subprotocol or None
+        # What we offered, possibly nothing: a server choosing a subprotocol or an
+        # extension the client did not offer fails the handshake (RFC 6455 4.1).
         problems = check_switching_response(101, resp.header_bytes(), key,
-                                            subprotocols=offered)
+                                            subprotocols=self.args.subprotocol or [],
+                                            extensions=offered_extensions(self.args.header))
         if problems:
             writer.close()
             raise _Refused(diagnose_bad_101(problems, resp.headers))
@@ -246,10 +255,10 @@ class Probe:
             got = await ws.recv(self.args.timeout)
             if not isinstance(got, conn.Message):
                 return self.report.fail(self._no_echo(i, got))
-            if got.data != text.encode():
+            if got.payload != text.encode():
                 return self.report.fail(Diagnosis(
                     "echo-mismatch", f"message {i + 1}: sent {text!r}, received "
-                    f"{got.data[:80]!r}: the endpoint does not echo", "probe an echo "
+                    f"{got.payload[:80]!r}: the endpoint does not echo", "probe an echo "
                     "endpoint with --count, or use --idle / interactive mode here"))
             rtts.append(conn.ms(start))
         await ws.close()
@@ -280,7 +289,7 @@ class Probe:
                                  code=got.code, reason=got.reason)
                 return self.report.fail(diagnose_cut(got.how, after, got.code, got.reason))
             if isinstance(got, conn.Message):
-                self.report.message(got.data.decode("utf-8", "replace"), got.opcode.name.lower())
+                self.report.message(got.payload.decode("utf-8", "replace"), got.opcode.name.lower())
         await ws.close()
         return self.report.success(f"connection stayed open for {wanted:g} s idle "
                                    f"({ws.pings_answered} pings answered)", idle_s=wanted,
@@ -297,12 +306,12 @@ class Probe:
         end = await ws.close(timeout=self.args.timeout)
         for msg in ws.pending:
             if isinstance(msg, conn.Message):
-                self.report.message(msg.data.decode("utf-8", "replace"), msg.opcode.name.lower())
+                self.report.message(msg.payload.decode("utf-8", "replace"), msg.opcode.name.lower())
         return self.report.success(f"session ended: {describe_end(end)}")
 
     async def drain(self, ws: conn.WsClient, wait: float) -> None:
         while isinstance(got := await ws.recv(wait), conn.Message):
-            self.report.message(got.data.decode("utf-8", "replace"), got.opcode.name.lower())
+            self.report.message(got.payload.decode("utf-8", "replace"), got.opcode.name.lower())
 
 
 class _Refused(Exception):

@@ -1,10 +1,9 @@
 """`wsgate probe`'s connection: DNS, TCP, TLS and the opening handshake step by step
 (each timed), then a small WebSocket client over the established stream.
 
-Frames are parsed with wsgate's own sans-IO `FrameParser` (server side: unmasked),
-which reports ABSOLUTE stream offsets and never copies payloads; `MessageReader`
-keeps the received bytes from the oldest payload still needed and cuts messages out
-of them by those offsets. Pings are answered with Pongs, like a browser.
+Messages are reassembled by wsgate's own sans-IO `MessageReader` (server frames:
+unmasked; non-minimal length encodings rejected, as RFC 6455 5.2 requires of an
+endpoint). Pings are answered with Pongs, like a browser.
 """
 
 from __future__ import annotations
@@ -13,11 +12,15 @@ import asyncio
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wsgate.websocket.control import close_payload, parse_close
-from wsgate.websocket.frames import (ControlFrame, FrameParser, FrameStarted, MessageDone,
-                                     Opcode, build_frame)
+from wsgate.websocket.frames import ControlFrame, Opcode, build_frame
+from wsgate.websocket.messages import Message, MessageReader
+
+__all__ = ["StepFailed", "Response", "NotHTTP", "Message", "Ended", "WsClient",
+           "resolve", "connect_tcp", "open_stream", "tls_info", "read_response_head",
+           "read_body", "now", "ms"]
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024
@@ -195,12 +198,6 @@ def _dechunk(data: bytes) -> bytes:
 # --- the WebSocket session ------------------------------------------------------------
 
 @dataclass
-class Message:
-    opcode: Opcode
-    data: bytes
-
-
-@dataclass
 class Ended:
     """The connection ended: how is "close", "eof" or "reset"."""
 
@@ -210,42 +207,14 @@ class Ended:
     error: str = ""
 
 
-@dataclass
-class MessageReader:
-    """Cuts data messages out of the stream by FrameParser's absolute offsets."""
-
-    parser: FrameParser = field(default_factory=lambda: FrameParser(
-        client_side=False, max_message_size=MAX_MESSAGE, strict_length=True))
-    buf: bytearray = field(default_factory=bytearray)
-    base: int = 0                                   # stream offset of buf[0]
-    spans: list[tuple[int, int]] = field(default_factory=list)
-
-    def feed(self, data: bytes) -> list[Message | ControlFrame]:
-        self.buf += data
-        out: list[Message | ControlFrame] = []
-        for event in self.parser.feed(data):
-            if isinstance(event, FrameStarted):
-                start = event.start_offset + event.header.header_len
-                self.spans.append((start, start + event.header.length))
-            elif isinstance(event, MessageDone):
-                out.append(Message(event.opcode, b"".join(
-                    bytes(self.buf[s - self.base:e - self.base]) for s, e in self.spans)))
-                self.spans.clear()
-            else:
-                out.append(event)
-        keep = self.spans[0][0] if self.spans else self.parser.offset
-        del self.buf[:keep - self.base]
-        self.base = keep
-        return out
-
-
 class WsClient:
     """A client WebSocket over asyncio streams: send masked frames, receive messages."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.frames = MessageReader()
+        self.frames = MessageReader(client_side=False, max_message_size=MAX_MESSAGE,
+                                    strict_length=True)
         self.pending: list[Message | Ended] = []
         self.ended: Ended | None = None
         self.sent_close = False

@@ -244,7 +244,7 @@ _row("proxy_pass_request_headers", _HSL, "FLAG", F, default=True)
 _row("proxy_pass_request_body", _HSL, "FLAG", F, default=True)
 _row("proxy_method", _HSL, "TAKE1", store=C)
 _row("proxy_set_body", _HSL, "TAKE1", store=C)
-_row("proxy_redirect", _HSL, "TAKE12", slots.strings, store="array", merge="array")
+_row("proxy_redirect", _HSL, "TAKE12", store=C, merge="array")
 _row("proxy_intercept_errors", _HSL, "FLAG", F, default=False)
 _row("proxy_buffering", _HSL, "FLAG", F, default=True)
 _row("proxy_request_buffering", _HSL, "FLAG", F, default=True)
@@ -341,7 +341,7 @@ _row("websocket_max_message_size", _HSL, "TAKE12", store=C, default=(0, "both"),
 _row("websocket_max_frame_size", _HSL, "TAKE1", SZ, default=0, wsgate=True)
 _row("websocket_allow_origin", _HSL, "1MORE", slots.strings, default=(), wsgate=True)
 _row("websocket_close_timeout", _HSL, "TAKE1", MS, default=5.0, wsgate=True)
-_row("websocket_drain_spread", _HSL, "TAKE1", MS, default=0.0, wsgate=True)
+_row("websocket_drain_spread", _HSL, "TAKE1", MS, default=2.0, wsgate=True)
 _row("websocket_log_open", _HSL, "FLAG", F, default=False, wsgate=True)
 _row("metrics", _L, "NOARGS", store=C, merge="local", default=False, wsgate=True)
 _row("websocket_status", _L, "NOARGS", store=C, merge="local", default=False,
@@ -360,7 +360,8 @@ _ignored(["tcp_nopush", "tcp_nodelay", "gzip_vary", "gunzip", "reset_timedout_co
           "ssi_silent_errors", "autoindex", "autoindex_exact_size", "autoindex_localtime",
           "aio_write"], _HSL, "FLAG", F)
 _ignored(["merge_slashes"], _HS, "FLAG", F)
-_ignored(["keepalive_disable"], _HSL, "1MORE")   # msie6/safari quirks only
+_row("keepalive_disable", _HSL, "1MORE", slots.bitmask("none", "msie6", "safari"),
+     default=frozenset(("msie6",)))
 _ignored(["gzip_types", "gzip_disable", "ssi_types", "charset_types"], _HSL, "1MORE")
 _ignored(["gzip_proxied"], _HSL, "1MORE", slots.bitmask(
     "off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag",
@@ -368,7 +369,8 @@ _ignored(["gzip_proxied"], _HSL, "1MORE", slots.bitmask(
 _ignored(["gzip_static"], _HSL, "TAKE1", slots.enum("off", "on", "always"))
 _ignored(["gzip_http_version"], _HSL, "TAKE1", slots.enum("1.0", "1.1"))
 _ignored(["lingering_close"], _HSL, "TAKE1", slots.enum("off", "on", "always"))
-_ignored(["client_body_in_file_only"], _HSL, "TAKE1", slots.enum("off", "on", "clean"))
+_row("client_body_in_file_only", _HSL, "TAKE1", slots.enum("off", "on", "clean"),
+     default="off")
 _ignored(["gzip_comp_level"], _HSL, "TAKE1", slots.number_between(1, 9))
 _ignored(["gzip_min_length", "postpone_output", "read_ahead", "send_lowat",
           "sendfile_max_chunk", "subrequest_output_buffer_size"], _HSL, "TAKE1", SZ)
@@ -383,8 +385,9 @@ _ignored(["connection_pool_size", "request_pool_size"], _HS, "TAKE1",
 _ignored(["aio"], _HSL, "TAKE1", slots.aio)
 _ignored(["disable_symlinks"], _HSL, "TAKE12", slots.disable_symlinks)
 _ignored(["open_file_cache"], _HSL, "TAKE12", slots.open_file_cache)
-_ignored(["client_body_temp_path", "fastcgi_temp_path", "uwsgi_temp_path",
-          "scgi_temp_path"], _HSL, "TAKE1234", slots.path)
+_row("client_body_temp_path", _HSL, "TAKE1234", slots.path, default=("client_body_temp",))
+_ignored(["fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"], _HSL, "TAKE1234",
+         slots.path)
 
 # --- nginx directives wsgate refuses (they change who gets what) ------------------
 _refused(["allow", "deny", "auth_basic", "auth_basic_user_file", "auth_request",

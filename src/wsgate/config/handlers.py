@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from wsgate.config import templates
-from wsgate.config import expires, script
+from wsgate.config import expires, redirect, script
 from wsgate.config.build import Builder, Entry, Handler, Level, handler
 from wsgate.config.directives import EVENTS, HTTP, LIF, LOC, SIF, SRV, UPS
 from wsgate.config.lexer import Statement
@@ -414,6 +414,32 @@ def _template_slot(name: str) -> None:
 
 _template_slot("proxy_method")
 _template_slot("proxy_set_body")
+
+
+@handler("proxy_redirect")
+def _proxy_redirect(b: Builder, stmt: Statement, level: Level, ctx: str) -> None:
+    """ngx_http_proxy_redirect: compiled here; after `off` the level ignores the rest."""
+    done = level.arrays.get("proxy_redirect", [])
+    if any(e.value.kind == redirect.OFF for e in done):
+        return
+    args = stmt.args
+    if len(args) == 1:
+        if args[0] not in ("off", "false", "default"):
+            raise b.err(stmt, f'invalid parameter "{args[0]}"')
+        kind = redirect.DEFAULT if args[0] == "default" else redirect.OFF
+        b.append(stmt, level, redirect.Redirect(kind, file=stmt.file, line=stmt.line))
+        return
+    first, second = args
+    replacement = templates.compile(second, b.table, stmt.file, stmt.line)
+    if first.startswith("~"):
+        caseless = first.startswith("~*")
+        pattern = compile_regex(b, stmt, first[2 if caseless else 1:], caseless)
+        kind = redirect.REGEX
+    else:
+        pattern, kind = templates.compile(first, b.table, stmt.file, stmt.line), \
+            redirect.STRING
+    b.append(stmt, level, redirect.Redirect(kind, pattern, replacement, stmt.file,
+                                            stmt.line))
 
 
 @handler("return")

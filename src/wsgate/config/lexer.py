@@ -9,7 +9,8 @@ A syntax error does not raise here. It becomes an error Statement (``error`` set
 appended where nginx's reader stopped, and parsing ends: the validator raises it
 when its walk reaches that point, after every earlier statement was checked, which
 is exactly nginx's streaming order (a misplaced `map` on line 2 wins over a stray
-quote on line 50).
+quote on line 50). `parse_recovering` (for `wsgate check`) instead skips past
+each error and reads on, so that every one is reported.
 
 Positions: ``line`` is nginx's line, i.e. where the reader was when it finished the
 statement (the line of its ``;`` or ``{``); ``start_line``/``col`` are where the
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 
 from wsgate.errors import ConfigError
 
-__all__ = ["Statement", "parse_text", "parse_file", "COMMAND_LINE", "MAX_TOKEN"]
+__all__ = ["Statement", "parse_text", "parse_file", "parse_recovering", "COMMAND_LINE",
+           "MAX_TOKEN"]
 
 COMMAND_LINE = "command line"
 # nginx reads the config through a 4096-byte buffer; a token must fit in it.
@@ -283,3 +285,74 @@ def read_bytes(path: str) -> bytes:
         # nginx's ngx_read_file logs this at crit, without a config position
         raise ConfigError(f'pread() "{path}" failed ({exc.errno}: {exc.strerror})',
                           level="crit") from None
+
+
+# --- recovery (for `wsgate check`, which reports every syntax error) -----------------
+# Errors after which skipping one character lets the reader resume.
+_SKIPPABLE = ('unexpected ";"', 'unexpected "{"')
+
+
+def parse_recovering(text: str, file: str, *, max_errors: int = 200) -> list[Statement]:
+    """Like parse_text, but after a syntax error skip past it and go on reading.
+
+    Each error still becomes an error Statement where it happened. An unterminated
+    quote or the end of the file ends the text: there is nothing after them to read.
+    """
+    reader = _Reader(text, file, False)
+    top: list[Statement] = []
+    stack: list[_Open] = []
+    errors = 0
+    while errors < max_errors:
+        children = stack[-1].children if stack else top
+        try:
+            kind, words = reader.read()
+            err = _structure_error(reader, kind, bool(stack))
+        except ConfigError as exc:
+            err = exc
+        if err is not None:
+            children.append(_error_statement(reader, err))
+            errors += 1
+            if _ends_text(err) or not _resume(reader, err):
+                break
+            continue
+        if kind == "eof":
+            break
+        line = reader.cur.line(reader.pos - 1)
+        if kind == ";":
+            children.append(_statement(reader, words, line, None, False))
+        elif kind == "{":
+            stack.append(_Open(words, line, []))
+        else:
+            _close(reader, stack, top)
+    while stack:
+        _close(reader, stack, top)
+    return top
+
+
+def _ends_text(err: ConfigError) -> bool:
+    """The structural errors found at the end of the text."""
+    return err.message.startswith("unexpected end of")
+
+
+def _resume(reader: _Reader, err: ConfigError) -> bool:
+    """Move past the error if the reader can resume; False if the text is over."""
+    if err.message in _SKIPPABLE:
+        reader.pos += 1
+        return True
+    if err.message == 'unexpected "}"':
+        return True           # drop the half-read words; a "}" still unread closes the block
+    if err.message.startswith('unexpected "'):
+        _skip_statement(reader)     # a character glued to a closing quote
+        return True
+    return False
+
+
+def _skip_statement(reader: _Reader) -> None:
+    """Skip the rest of a broken statement: past its ";", or up to a brace."""
+    text, pos = reader.text, reader.pos
+    ends = [i for i in (text.find(c, pos) for c in ";{}") if i >= 0]
+    if not ends:
+        reader.pos = len(text)
+        return
+    end = min(ends)
+    reader.pos = end + 1 if text[end] == ";" else end

@@ -17,6 +17,7 @@ from typing import Any
 from wsgate.config import script, templates
 from wsgate.config.build import Builder, Level, full_name
 from wsgate.config.directives import DIRECTIVES, LOC, SRV, UNSET, find_form
+from wsgate.config.websocket import expand_websocket
 from wsgate.config.model import (LOCATION_FIELDS, SERVER_FIELDS, AccessLog, Config,
                                  Header, HttpConf, Listen, LocationConf, ServerConf,
                                  UpstreamConf, attr)
@@ -52,6 +53,7 @@ def _proxy_headers(b: Builder, headers: tuple[Header, ...]) -> tuple[Header, ...
 
 def _location(b: Builder, chain: list[Level], kind: str, pattern: str) -> Any:
     values = {attr(name): _resolve(name, chain, LOC) for name in LOCATION_FIELDS}
+    expand_websocket(b, chain, values)
     values["proxy_set_header"] = _proxy_headers(b, values["proxy_set_header"])
     if not values["access_log"]:
         values["access_log"] = _default_access_log(b)

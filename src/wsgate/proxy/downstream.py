@@ -28,11 +28,13 @@ from wsgate.observe.status import TunnelRecord, handle_status, handle_stub_statu
 from wsgate.proxy import route
 from wsgate.proxy.context import ConnInfo, Exchange, make_exchange, server_tokens
 from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers, \
-    error_response, local_head, return_response
+    error_response, keepalive_header, local_head, return_response
 from wsgate.proxy.relay import proxy
+from wsgate.proxy.reqbody import remove_body_file, store_body
 from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
+from wsgate.proxy.wsfeatures import ending_message, refused_origin, route_of
 from wsgate.proxy.wstunnel import WsTunnelStats
 
 __all__ = ["Downstream", "BodyTooLarge"]
@@ -64,6 +66,8 @@ class Downstream:
         self.idle = True
         self.tunnel: Any = None
         self.stat = runtime.metrics.connections.open()  # stub_status's states
+        # the last request's location decides the idle wait (ngx_http_set_keepalive)
+        self.keepalive_timeout: float = group.default.root.keepalive_timeout[0]
 
     # -- the connection loop ---------------------------------------------------------
 
@@ -85,7 +89,7 @@ class Downstream:
         if self.conn.requests == 0:
             timeout = default.client_header_timeout
         else:
-            timeout = default.root.keepalive_timeout[0]
+            timeout = self.keepalive_timeout
         try:
             await self.stream.wait_data(timeout)
         except ReadTimeout:
@@ -112,9 +116,6 @@ class Downstream:
         ex.vars.pipelined = pipelined
         if m is not None:
             ex.vars.set_captures(m)
-        root = server.root
-        if root.keepalive_timeout[0] <= 0 or self.conn.requests >= root.keepalive_requests:
-            ex.keep_alive = False
         if self.runtime.closing:
             ex.keep_alive = False
         await self._serve(ex)
@@ -175,6 +176,8 @@ class Downstream:
         ex.location = m.location
         if m.regex_match is not None:
             ex.vars.set_captures(m.regex_match)
+        if ex.keep_alive and not _location_keeps_alive(ex, self.conn):
+            ex.keep_alive = False
         return m
 
     async def _serve(self, ex: Exchange) -> None:
@@ -256,6 +259,8 @@ class Downstream:
                     self._send(ex, return_response(ex, code, text))
             elif loc.stub_status or loc.metrics or loc.websocket_status:
                 await self._observe(ex)
+            elif loc.proxy_pass is not None and self._origin_refused(ex):
+                await self._error(ex, 403)
             elif loc.proxy_pass is not None:
                 result = await proxy(self, ex)
                 if result.tunnel is not None:
@@ -326,8 +331,23 @@ class Downstream:
             return
         self._send(ex, _page(ex, fields, body))
 
+    def _origin_refused(self, ex: Exchange) -> bool:
+        """websocket_allow_origin: a WebSocket handshake from a foreign Origin is
+        answered 403 before anything reaches the upstream."""
+        origin = refused_origin(ex)
+        if origin is None:
+            return False
+        self.log_error("warn", f'origin "{origin}" is not allowed by '
+                       "websocket_allow_origin", ex, None)
+        return True
+
     async def _tunnel(self, ex: Exchange, result: Any) -> None:
-        self.tunnel = result.tunnel
+        self.tunnel = tunnel = result.tunnel
+        tunnel.info = info = route_of(ex, self.runtime.upstreams)
+        if ex.location.websocket_log_open:
+            self._log_open(ex, result.tunnel_head_bytes)
+        if self.runtime.draining:   # opened during a graceful stop: close it politely
+            tunnel.close_politely(1001, "server going away", info.close_timeout)
         label = _upstream_label(ex)
         record = self._tunnel_opened(ex, result.tunnel, label)
         stats = None
@@ -341,6 +361,20 @@ class Downstream:
         if stats.how == "read_timeout":
             self.log_error("error", "upstream timed out", ex, "proxying upgraded connection",
                            err=110, upstream=ex.upstream_url)
+        if isinstance(stats, WsTunnelStats):
+            for name, value in stats.session_vars().items():
+                setattr(ex.vars, name, value)
+            ending = ending_message(stats, stats.error_side)
+            if ending is not None:
+                self.log_error(ending[0], ending[1], ex, "proxying upgraded connection",
+                               upstream=ex.upstream_url)
+
+    def _log_open(self, ex: Exchange, head_bytes: int) -> None:
+        """websocket_log_open: an access-log line as the tunnel opens (101, the
+        request time so far); the usual line follows when it ends."""
+        ex.vars.status, ex.vars.bytes_sent = 101, head_bytes
+        ex.vars.now = time.time()
+        self.runtime.access_log(ex)
 
     def _tunnel_opened(self, ex: Exchange, tunnel: Any, label: str) -> TunnelRecord:
         server = _name(ex.server)
@@ -439,6 +473,8 @@ class Downstream:
         if ex.keep_alive and not ex.body_read and _has_body(ex.request):
             await self.discard_body(ex)
         self.runtime.access_log(ex)
+        remove_body_file(ex)
+        self.keepalive_timeout = ex.location.keepalive_timeout[0]
         return ex.keep_alive and not self.stream.lost
 
     def _count(self, ex: Exchange) -> None:
@@ -492,6 +528,15 @@ class Downstream:
                     ex.body_read = True
                     return
 
+    async def read_body(self, ex: Exchange) -> bytes:
+        """The whole request body, recorded as nginx does ($request_body in memory
+        or $request_body_file, see reqbody.py)."""
+        chunks = [piece async for piece in self.body_pieces(ex)]
+        body = b"".join(chunks)
+        if ex.request.content_length is not None or ex.request.chunked:
+            store_body(ex, body)
+        return body
+
     async def discard_body(self, ex: Exchange) -> None:
         if ex.body_read:
             return
@@ -518,6 +563,39 @@ class Downstream:
         """Graceful shutdown: an idle keep-alive connection is closed at once."""
         if self.idle:
             self.stream.close()
+
+
+def _location_keeps_alive(ex: Exchange, conn: ConnInfo) -> bool:
+    """ngx_http_update_location_config: the location may end keep-alive
+    (keepalive_timeout 0, keepalive_requests, keepalive_time, keepalive_disable)."""
+    loc = ex.location
+    if loc.keepalive_timeout[0] <= 0 or conn.requests >= loc.keepalive_requests:
+        return False
+    if time.time() - conn.started > loc.keepalive_time:
+        return False
+    disabled = loc.keepalive_disable
+    if "none" in disabled:
+        return True
+    agent = _user_agent(ex)
+    if "msie6" in disabled and ex.request.method == b"POST" and agent[0]:
+        return False
+    return not ("safari" in disabled and agent[1])
+
+
+def _user_agent(ex: Exchange) -> tuple[bool, bool]:
+    """(msie6, safari) as ngx_http_process_user_agent classifies the agent."""
+    ua = _header(ex, "user-agent") or ""
+    msie6 = False
+    at = ua.find("MSIE ")
+    msie = at >= 0 and at + 7 < len(ua)
+    if msie and ua[at + 6] == ".":
+        digit = ua[at + 5]
+        msie6 = digit in "45" or digit == "6" and "SV1" not in ua[at + 8:]
+    if "Opera" in ua:
+        return False, False
+    safari = not msie and "Gecko/" not in ua and "Chrome/" not in ua \
+        and "Safari/" in ua and "Mac OS X" in ua
+    return msie6, safari
 
 
 def _has_body(request: Request) -> bool:
@@ -560,6 +638,7 @@ def _page(ex: Exchange, fields: list[tuple[str, str]], body: bytes) -> LocalResp
     extra = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in fields
              if n != "Content-Type"] + add_headers(ex.location, ex, 200)
     head = local_head(200, tokens=server_tokens(ex.location), keep_alive=ex.keep_alive,
+                      keepalive_header=keepalive_header(ex),
                       content_type=ctype, content_length=len(body), extra=extra)
     return LocalResponse(200, head, b"" if ex.head_request else body, ex.keep_alive)
 

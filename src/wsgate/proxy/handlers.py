@@ -17,7 +17,8 @@ from wsgate.config.expires import ExpiresError, parse_expires
 from wsgate.http import pages
 from wsgate.proxy.context import Exchange, server_tokens
 
-__all__ = ["LocalResponse", "add_headers", "header_filter", "local_head", "error_response",
+__all__ = ["LocalResponse", "add_headers", "connection_field", "keepalive_header",
+           "header_filter", "local_head", "error_response",
            "return_response", "ADD_HEADER_STATUSES"]
 
 # ngx_http_headers_filter: add_header without `always` applies only to these.
@@ -146,7 +147,8 @@ def local_head(status: int, *, tokens: bool, keep_alive: bool,
                content_type: bytes | None = None, content_length: int | None = None,
                last_modified: bytes | None = None, chunked: bool = False,
                extra: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
-               reason: bytes | None = None, location: bytes | None = None) -> bytes:
+               reason: bytes | None = None, location: bytes | None = None,
+               keepalive_header: float | None = None) -> bytes:
     """A response head in nginx's header-filter order."""
     if reason is not None:
         lines = [b"HTTP/1.1 %s\r\n" % reason]
@@ -164,10 +166,25 @@ def local_head(status: int, *, tokens: bool, keep_alive: bool,
         lines.append(b"Location: " + location + b"\r\n")
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
+    lines.append(connection_field(keep_alive, keepalive_header))
     lines.extend(name + b": " + value + b"\r\n" for name, value in extra)
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+def connection_field(keep_alive: bool, keepalive_header: float | None) -> bytes:
+    """Connection (and keepalive_timeout's second argument as Keep-Alive)."""
+    if not keep_alive:
+        return b"Connection: close\r\n"
+    if keepalive_header is None:
+        return b"Connection: keep-alive\r\n"
+    return b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n" % int(keepalive_header)
+
+
+def keepalive_header(ex: Exchange) -> float | None:
+    """The Keep-Alive header's timeout for this request's location, if any."""
+    value = getattr(ex.location, "keepalive_timeout", None)
+    return value[1] if value else None
 
 
 def error_response(ex: Exchange, status: int, *, location: bytes | None = None,
@@ -183,6 +200,7 @@ def error_response(ex: Exchange, status: int, *, location: bytes | None = None,
         extra.append((b"Location", location))
     extra += add_headers(loc, ex, pages.wire_status(status))
     head = local_head(status, tokens=tokens, keep_alive=alive,
+                      keepalive_header=keepalive_header(ex),
                       content_type=b"text/html" if body else None,
                       content_length=len(body) if body else None, extra=extra,
                       location=location if relative else None)
@@ -226,6 +244,7 @@ def _bare(ex: Exchange, code: int) -> LocalResponse:
     alive = pages.keeps_alive(code, ex.keep_alive)
     length = None if code in (204, 304) or code < 200 else 0
     head = local_head(code, tokens=tokens, keep_alive=alive, content_length=length,
+                      keepalive_header=keepalive_header(ex),
                       extra=add_headers(ex.location, ex, code))
     return LocalResponse(code, head, b"", alive)
 
@@ -251,6 +270,7 @@ def text_response(ex: Exchange, code: int, body: bytes) -> LocalResponse:
     alive = pages.keeps_alive(code, ex.keep_alive)
     ctype = content_type(loc, ex.uri)
     head = local_head(code, tokens=server_tokens(loc), keep_alive=alive,
+                      keepalive_header=keepalive_header(ex),
                       content_type=ctype, content_length=len(body),
                       extra=add_headers(loc, ex, code))
     return LocalResponse(code, head, b"" if ex.head_request else body, alive)

@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsgate.config.variables import UpstreamAttempt
+from wsgate.config import redirect
 from wsgate.errors import RemoteProtocolError
 from wsgate.http import framing, headers as hdr, pages
 from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Response
 from wsgate.http.response import ResponseHeadParser, response_body_kind
 from wsgate.proxy.context import Exchange, server_tokens
-from wsgate.proxy.handlers import absolute_location, header_filter
+from wsgate.proxy.handlers import absolute_location, connection_field, header_filter, \
+    keepalive_header
 from wsgate.proxy.stream import ReadTimeout, Stream
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
 from wsgate.proxy.upstream_conn import Target, UpstreamStream, connect_error_message, \
@@ -85,11 +87,9 @@ def _set_header_defaults(ex: Exchange) -> list[tuple[str, str]]:
 
 
 async def read_client_body(dc: Any, ex: Exchange) -> bytes:
-    """The whole request body (nginx's proxy_request_buffering on)."""
-    chunks = []
-    async for piece in dc.body_pieces(ex):
-        chunks.append(piece)
-    return b"".join(chunks)
+    """The whole request body (nginx's proxy_request_buffering on), recorded in
+    $request_body / $request_body_file by the downstream."""
+    return await dc.read_body(ex)  # type: ignore[no-any-return]
 
 
 def _request_head(ex: Exchange, target: Target, body: bytes | None,
@@ -152,7 +152,7 @@ def _streams_body(ex: Exchange) -> bool:
     """proxy_request_buffering off: stream the body (nginx buffers a chunked body
     anyway when it must be sent to an HTTP/1.0 upstream)."""
     loc = ex.location
-    if loc.proxy_request_buffering or ex.body_read:
+    if loc.proxy_request_buffering or ex.body_read or loc.client_body_in_file_only != "off":
         return False
     return ex.request.content_length is not None or loc.proxy_http_version == "1.1"
 
@@ -304,7 +304,12 @@ class _Proxying:
         loc = self.ex.location
         writer = framing.ChunkedWriter() if self.chunked else None
         sent = 0
+        kept: list[bytes] | None = []   # nginx keeps a body that fits its buffer
         async for piece in self.dc.body_pieces(self.ex):
+            if kept is not None:
+                kept.append(piece)
+                if sum(map(len, kept)) > loc.client_body_buffer_size:
+                    kept = None
             out = writer.write(piece) if writer is not None else piece
             up.write(out)
             sent += len(out)
@@ -319,6 +324,8 @@ class _Proxying:
             tail = writer.end()
             up.write(tail)
             sent += len(tail)
+        if kept is not None:
+            self.ex.vars.request_body = b"".join(kept).decode("latin-1")
         return sent
 
     async def _read_head(self, up: UpstreamStream, attempt: UpstreamAttempt,
@@ -408,34 +415,17 @@ def _intercepted(ex: Exchange, status: int) -> bool:
 
 # -- response head ---------------------------------------------------------------------
 
-def _redirect_rules(ex: Exchange) -> list[tuple[str, str]]:
+def _rewrite_location(ex: Exchange, value: bytes, refresh: bool = False) -> bytes:
+    """proxy_redirect over a Location (or the url= part of a Refresh) value."""
     loc = ex.location
-    rules = list(loc.proxy_redirect or ())
-    pp = loc.proxy_pass
-    out: list[tuple[str, str]] = []
-    if not rules or rules == [("default",)]:
-        rules = [("default",)]
-    for rule in rules:
-        if rule == ("off",):
-            return []
-        if rule == ("default",):
-            if pp.template is not None:
-                continue
-            url = pp.url if pp.uri is not None else pp.url.rstrip("/") + "/"
-            prefix = loc.pattern if loc.kind in ("prefix", "prefix_nosearch", "exact") \
-                else "/"
-            out.append((url, prefix if pp.uri is not None else prefix))
-        elif len(rule) == 2:
-            out.append((rule[0], rule[1]))
-    return out
-
-
-def _rewrite_location(ex: Exchange, value: bytes) -> bytes:
     text = value.decode("latin-1")
-    for src, dst in _redirect_rules(ex):
-        if text.startswith(src):
-            return (dst + text[len(src):]).encode("latin-1")
-    return value
+    prefix = redirect.refresh_prefix(text) if refresh else 0
+    if prefix is None:
+        return value
+    pairs = redirect.effective_rules(loc.proxy_redirect, loc.proxy_pass, loc.pattern)
+    new = redirect.rewrite_value(pairs, text, prefix, lambda t: t.render(ex.vars),
+                                 ex.vars.set_captures)
+    return new.encode("latin-1")
 
 
 def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: bool,
@@ -450,7 +440,7 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
     for name, value in fields:
         lname = name.lower()
         if lname in (b"location", b"refresh"):
-            new = _rewrite_location(ex, value)
+            new = _rewrite_location(ex, value, lname == b"refresh")
             if lname == b"location" and new != value and new.startswith(b"/"):
                 # a rewritten relative Location is made absolute by nginx's header
                 # filter and written in its fixed place
@@ -480,7 +470,7 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
     if resp.status == 101:
         lines.append(b"Connection: upgrade\r\n")
     else:
-        lines.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
+        lines.append(connection_field(keep_alive, keepalive_header(ex)))
     rest = header_filter(loc, ex, resp.status, rest)
     lines.extend(n + b": " + v + b"\r\n" for n, v in rest)
     ex.vars.response_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in rest]
@@ -507,9 +497,17 @@ def _upgrade(px: Any, peer: Peer, up: Stream, resp: Response,
              attempt: UpstreamAttempt, started: float) -> ProxyResult:
     dc, ex = px.dc, px.ex
     loc = ex.location
+    client = dc.stream
+    attempt.response_time = time.monotonic() - started
+    if client.lost:
+        # The client left while the upstream answered: no tunnel, or the upstream
+        # would stay open until proxy_read_timeout (nginx: 499).
+        up.close()
+        px.release(peer, Outcome.OK)
+        ex.status = 499
+        return ProxyResult(relayed=True)
     head = _client_head(ex, resp, keep_alive=False, chunked=False, length=None)
     ex.status = 101
-    client = dc.stream
     client.write(head)
     ex.bytes_sent += len(head)
     timeouts = TunnelTimeouts(read=loc.proxy_read_timeout, client_send=loc.send_timeout,
@@ -519,14 +517,16 @@ def _upgrade(px: Any, peer: Peer, up: Stream, resp: Response,
     def ended(stats: Any) -> None:
         # least_conn counts the tunnel until here (nginx frees the peer at the end)
         attempt.bytes_received += getattr(stats, "bytes_down", 0)
+        attempt.response_time = time.monotonic() - started   # nginx: at finalize
         px.release(peer, Outcome.OK)
 
+    assert client.transport is not None and up.transport is not None
     tunnel = open_tunnel(client.transport, up.transport, client_pending=client_pending,
                          upstream_pending=upstream_pending, timeouts=timeouts,
                          half_close=True, client_eof=client.eof and not client.lost,
-                         upstream_eof=up.eof and not up.lost, on_end=ended)
+                         upstream_eof=up.eof and not up.lost, on_end=ended,
+                         ws=dc.runtime.ws.options(loc))
     ex.extra["tunnel"] = tunnel
-    attempt.response_time = time.monotonic() - started
     return ProxyResult(relayed=True, tunnel=tunnel, tunnel_head_bytes=len(head))
 
 

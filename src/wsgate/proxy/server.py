@@ -22,6 +22,7 @@ from wsgate.observe.status import LiveTunnels
 from wsgate.proxy import listen as listen_mod
 from wsgate.proxy.context import ConnInfo
 from wsgate.proxy.downstream import Downstream
+from wsgate.proxy.wsfeatures import WsPlan, route_kept, start_drain
 from wsgate.proxy.route import AddressServers
 from wsgate.proxy.stream import Stream
 
@@ -82,6 +83,8 @@ class Runtime:
         self.access = AccessLogs(http)
         self.access.open_all(_all_locations(self.servers))
         self.closing = False
+        self.draining = False               # graceful stop: tunnels opening now close politely
+        self.ws = WsPlan(self.access.formats)  # which locations get the frame-aware tunnel
         self.connections: set[Downstream] = set()
         # The worker's, shared by every generation; standalone if none is given.
         self.metrics = metrics if metrics is not None else Metrics(process=False)
@@ -150,6 +153,7 @@ class Worker:
         self.live_tunnels = LiveTunnels()
         self.live = 0                     # client connections now open
         self.drain_timers: list[asyncio.TimerHandle] = []
+        self.drain_tasks: set[asyncio.Task[Any]] = set()  # polite closes under way
 
     # -- binding ----------------------------------------------------------------------
 
@@ -213,6 +217,20 @@ class Worker:
         if timeout is not None:
             loop = asyncio.get_running_loop()
             self.drain_timers.append(loop.call_later(timeout, self.close_runtime, old))
+        self._drain_removed_routes(cfg)
+
+    def _drain_removed_routes(self, cfg: Any) -> None:
+        """Frame-aware tunnels whose location or upstream peer the new generation
+        no longer has get Close 1001; tunnels whose route is unchanged live on."""
+        gone = [dc.tunnel for rt in self.old for dc in list(rt.connections)
+                if dc.tunnel is not None and dc.tunnel.info is not None
+                and not route_kept(dc.tunnel.info.route, cfg)]
+        self._start_drain(gone, "route removed")
+
+    def _start_drain(self, tunnels: list[Any], reason: str) -> None:
+        for task in start_drain(tunnels, reason):
+            self.drain_tasks.add(task)
+            task.add_done_callback(self.drain_tasks.discard)
 
     def close_runtime(self, rt: Runtime) -> None:
         """worker_shutdown_timeout expired for `rt`: close what it still serves."""
@@ -283,9 +301,13 @@ class Worker:
         """QUIT: stop accepting, let in-flight requests and tunnels finish."""
         self.stop_listening()
         for rt in self.runtimes():
-            rt.closing = True
+            rt.closing = rt.draining = True
             for dc in list(rt.connections):
                 dc.close_idle()
+        # Frame-aware tunnels can say goodbye: Close 1001, spread over
+        # websocket_drain_spread; byte tunnels live on until they end (nginx).
+        self._start_drain([dc.tunnel for rt in self.runtimes() for dc in rt.connections
+                           if dc.tunnel is not None], "server going away")
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=timeout)
         if self.tasks:
@@ -302,6 +324,8 @@ class Worker:
         for timer in self.drain_timers:
             timer.cancel()
         self.drain_timers.clear()
+        for drain_task in list(self.drain_tasks):
+            drain_task.cancel()
         for task in list(self.tasks):
             task.cancel()
         for rt in self.runtimes():

@@ -24,7 +24,7 @@ from typing import Any
 
 from wsgate.proxy.context import Exchange, server_tokens
 from wsgate.proxy.handlers import DEFAULT_TYPES, LocalResponse, absolute_location, \
-    content_type, error_response, header_filter, local_head
+    content_type, error_response, header_filter, keepalive_header, local_head
 
 __all__ = ["serve_static", "send_file", "FileBody", "DEFAULT_TYPES", "CHUNK"]
 
@@ -263,6 +263,7 @@ def _head(ex: Exchange, status: int, path: str, body: FileBody | None, lm: str,
     if any(n.lower() == b"last-modified" for n, _ in fields):
         last_modified = None              # add_header Last-Modified replaced it
     head = local_head(status, tokens=server_tokens(loc), keep_alive=ex.keep_alive,
+                      keepalive_header=keepalive_header(ex),
                       content_type=content_type(loc, path) if status != 304 else None,
                       content_length=length, last_modified=last_modified, extra=fields,
                       reason=b"206 Partial Content" if status == 206 else None)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from wsgate.proxy.flow import WriteStall, set_watermarks
 from wsgate.proxy.timers import Ticker, ticker_for
@@ -135,7 +135,7 @@ class Tunnel:
     # Slots: thousands of idle tunnels per worker; per-tunnel bytes matter.
     __slots__ = ("loop", "client", "upstream", "timeouts", "half_close", "on_end",
                  "ticker", "started", "stats", "_waiters", "_closed_by", "_how",
-                 "_error", "_closing", "_seen_reads", "_active_at")
+                 "_error", "_closing", "_seen_reads", "_active_at", "info")
 
     def __init__(self, client: asyncio.Transport, upstream: asyncio.Transport, *,
                  timeouts: TunnelTimeouts, half_close: bool,
@@ -158,6 +158,7 @@ class Tunnel:
         self._closing = False
         self._seen_reads = -1
         self._active_at = self.started
+        self.info: Any = None  # the engine's: route and drain settings (wsfeatures)
 
     def _make_leg(self, side: Side, transport: asyncio.Transport) -> _Leg:
         return _Leg(self, side, transport)

@@ -91,14 +91,13 @@ class WsOptions:
     def from_location(cls, loc: Any, *, session_vars: bool = False) -> WsOptions | None:
         """Options for a location, or None when the byte tunnel suffices.
 
-        Frame-aware when pings or limits are configured, when `websocket on` (which
-        promises a polite Close on shutdown), or when the caller says the access log
-        uses `$ws_*` variables (`session_vars`)."""
+        Frame-aware when pings or limits are configured, or when the caller says the
+        access log uses `$ws_*` variables (`session_vars`). `websocket on` alone only
+        writes the upgrade headers (config/websocket.py): the byte tunnel suffices."""
         size, side = getattr(loc, "websocket_max_message_size", (0, "both"))
         interval = getattr(loc, "websocket_ping_interval", 0.0) or None
         frame = getattr(loc, "websocket_max_frame_size", 0) or None
-        wanted = (interval or size or frame or session_vars
-                  or getattr(loc, "websocket", False))
+        wanted = interval or size or frame or session_vars
         if not wanted:
             return None
         return cls(ping_interval=interval,
@@ -121,6 +120,7 @@ class WsTunnelStats(TunnelStats):
     ws_close_reason: str = ""
     ws_closed_by: Closer | None = None
     ws_duration: float = 0.0
+    error_side: Side | None = None   # whose fault a protocol_error/too_big/ping_timeout was
 
     def session_vars(self) -> dict[str, object]:
         """{VarContext attribute: value}; the engine does setattr for each."""
@@ -332,7 +332,8 @@ class _Cut:
 class WsTunnel(Tunnel):
     """A frame-aware tunnel; create it with `open_tunnel(..., ws=WsOptions(...))`."""
 
-    __slots__ = ("options", "ws_closing", "deadline", "close_info", "_ping_seq")
+    __slots__ = ("options", "ws_closing", "deadline", "close_info", "_ping_seq",
+                 "error_side")
 
     client: _FrameLeg
     upstream: _FrameLeg
@@ -346,6 +347,7 @@ class WsTunnel(Tunnel):
         self.deadline = 0.0
         self.close_info: tuple[int, str, Closer] | None = None
         self._ping_seq = 0
+        self.error_side: Side | None = None
         super().__init__(client, upstream, timeouts=timeouts, half_close=half_close,
                          on_end=on_end, ticker=ticker)
 
@@ -396,10 +398,12 @@ class WsTunnel(Tunnel):
             self._check_done_all()
             return
         how: How = "too_big" if code == 1009 else "protocol_error"
+        self.error_side = leg.side
         self._begin_close({leg.side: (code, reason), leg.peer.side: (GOING_AWAY, "going away")},
                           how, code, reason)
 
     def _ping_timeout(self, leg: _FrameLeg) -> None:
+        self.error_side = leg.side
         self._begin_close({leg.peer.side: (GOING_AWAY, "going away")},
                           "ping_timeout", GOING_AWAY, "ping timeout")
         leg.dead = True
@@ -486,7 +490,8 @@ class WsTunnel(Tunnel):
             **fields, ws_messages_in=self.client.messages,
             ws_messages_out=self.upstream.messages, ws_bytes_in=self.client.payload,
             ws_bytes_out=self.upstream.payload, ws_close_code=code,
-            ws_close_reason=reason, ws_closed_by=closer, ws_duration=base.duration)
+            ws_close_reason=reason, ws_closed_by=closer, ws_duration=base.duration,
+            error_side=self.error_side)
 
 
 async def drain(tunnels: Iterable[Tunnel], spread: float,

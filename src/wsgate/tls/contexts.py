@@ -14,6 +14,7 @@ The directives map onto OpenSSL as in nginx's ngx_http_ssl_module:
   ssl_session_tickets off       -> OP_NO_TICKET
   ssl_verify_client             -> SSL_VERIFY_PEER with an accept-all callback; the
                                    outcome is judged per request (`client_cert_status`)
+  ssl_reject_handshake on       -> the SNI callback answers unrecognized_name
   ALPN                          -> advertises http/1.1
 SNI: the listener's context is the default server's; `sni_callback` finds the server
 for the name exactly as the Host lookup does and switches `ssl_object.context`.
@@ -32,7 +33,7 @@ from wsgate.tls.certs import TlsConfigError, full_path, load_pair, load_verify, 
     read_passwords
 
 __all__ = ["ServerContexts", "ListenerTLS", "build_server_context", "client_cert_status",
-           "VERSIONS"]
+           "rejects", "VERSIONS"]
 
 VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
             "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -161,7 +162,7 @@ class ServerContexts:
         self.by_server: dict[int, ssl.SSLContext] = {}
         servers = cfg.http.servers if cfg.http is not None else ()
         for server in servers:
-            if server.ssl_certificate:
+            if server.ssl_certificate or rejects(server):
                 self.by_server[id(server)] = build_server_context(server, self.conf_prefix)
 
     def _check_ssl_listens(self, servers: tuple[Any, ...]) -> None:
@@ -169,7 +170,8 @@ class ServerContexts:
         ssl_keys = {_key(lst) for s in servers for lst in s.listens if lst.ssl}
         for key in sorted(ssl_keys, key=str):
             default = _default_server(servers, key)
-            if default is not None and id(default) not in self.by_server:
+            if default is not None and id(default) not in self.by_server \
+                    and not rejects(default):
                 raise TlsConfigError(
                     'no "ssl_certificate" is defined for the "listen ... ssl" directive '
                     f"in {default.file}:{default.line}", where=(default.file, default.line))
@@ -183,8 +185,9 @@ class ServerContexts:
         if self.context_for(default) is None:
             return None
         members = {id(s): self.by_server[id(s)] for s in servers if id(s) in self.by_server}
+        rejecting = frozenset(id(s) for s in servers if rejects(s))
         return ListenerTLS(build_server_context(default, self.conf_prefix), members,
-                           find_server, id(default))
+                           find_server, id(default), rejecting)
 
 
 class ListenerTLS:
@@ -196,27 +199,41 @@ class ListenerTLS:
     """
 
     def __init__(self, default_ctx: ssl.SSLContext, members: dict[int, ssl.SSLContext],
-                 find_server: Callable[[str | None], Any], default_id: int = 0) -> None:
+                 find_server: Callable[[str | None], Any], default_id: int = 0,
+                 rejecting: frozenset[int] = frozenset()) -> None:
         self.default_ctx = default_ctx
         self.members = members
         self.find_server = find_server
         self.context = default_ctx
         self.default_id = default_id
+        self.rejecting = rejecting
         default_ctx.sni_callback = self._sni
 
-    def _sni(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+    def _sni(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext
+             ) -> int | None:
         try:
             sslobj.wsgate_server_name = name  # type: ignore[attr-defined]
         except AttributeError:                # an SSLSocket: names kept elsewhere
             pass
         if not name:
-            return None
+            # ssl_reject_handshake on the default server: no SNI, no handshake.
+            return _UNRECOGNIZED if self.default_id in self.rejecting else None
         server = self.find_server(name)
+        if id(server) in self.rejecting:        # ngx_http_ssl_servername's refusal
+            return _UNRECOGNIZED
         chosen = self.members.get(id(server))
         if chosen is not None and id(server) != self.default_id:
             sslobj.context = chosen
             native.set_verify_on(sslobj, chosen)
         return None
+
+
+_UNRECOGNIZED = ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+
+
+def rejects(server: Any) -> bool:
+    """`ssl_reject_handshake on` (read when the config model carries it)."""
+    return getattr(server, "ssl_reject_handshake", False) is True
 
 
 def client_cert_status(server: Any, sslobj: ssl.SSLObject | None) -> tuple[int, str] | None:

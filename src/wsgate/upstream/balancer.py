@@ -109,6 +109,29 @@ class Pick:
         self.tried |= 1 << index
 
 
+#: Rejected draws after which ip_hash, hash and random give up and fall back to round
+#: robin (nginx: `if (++hp->tries > 20)` / `if (++rp->tries > 20)`).
+MAX_DRAWS = 20
+
+
+def draw_usable(pick: Pick, now: int, draw: Callable[[], int],
+                rejected: int) -> tuple[Peer | None, int]:
+    """The loop ip_hash, hash and random share: `draw()` peer indexes until one is
+    untried and usable, and take it (checked, tried).  Returns that peer, or None
+    once more than MAX_DRAWS draws were rejected, with the updated rejection count."""
+    peers = pick.peers.peers
+    while True:
+        index = draw()
+        peer = peers[index]
+        if not pick.is_tried(index) and peer.usable(now):
+            peer.mark_checked(now)
+            pick.mark_tried(index)
+            return peer, rejected
+        rejected += 1
+        if rejected > MAX_DRAWS:
+            return None, rejected
+
+
 def _initial_tries(peers: PeerSet, cap: int) -> int:
     """ngx_http_upstream_tries, capped by proxy_next_upstream_tries."""
     tries = peers.tries + (peers.backup.tries if peers.backup else 0)

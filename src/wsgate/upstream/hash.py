@@ -20,7 +20,8 @@ import bisect
 import zlib
 from dataclasses import dataclass
 
-from wsgate.upstream.balancer import Balancer, BalancerParams, Pick, PickContext
+from wsgate.upstream.balancer import (
+    MAX_DRAWS, Balancer, BalancerParams, Pick, PickContext, draw_usable)
 from wsgate.upstream.ip_hash import weighted_index
 from wsgate.upstream.peers import Peer, PeerSet
 from wsgate.upstream.round_robin import get_round_robin, smooth_pick
@@ -47,21 +48,16 @@ class HashPick(Pick):
         self.hash_tries = 0
 
     def _get(self, now: int) -> Peer | None:
-        if self.hash_tries > 20 or self.peers.single or not self.key:
+        if self.hash_tries > MAX_DRAWS or self.peers.single or not self.key:
             return get_round_robin(self, now)
-        while True:
-            self.hash += rehash_value(self.key, self.rehash)
-            self.rehash += 1
-            p = weighted_index(self, self.hash)
-            peer = self.peers.peers[p]
-            if not self.is_tried(p) and peer.usable(now):
-                break
-            self.hash_tries += 1
-            if self.hash_tries > 20:
-                return get_round_robin(self, now)
-        peer.mark_checked(now)
-        self.mark_tried(p)
-        return peer
+        peer, self.hash_tries = draw_usable(self, now, self._draw, self.hash_tries)
+        return peer if peer is not None else get_round_robin(self, now)
+
+    def _draw(self) -> int:
+        """The next round: add its contribution to the running hash."""
+        self.hash += rehash_value(self.key, self.rehash)
+        self.rehash += 1
+        return weighted_index(self, self.hash)
 
 
 class Hash(Balancer):
@@ -131,7 +127,7 @@ class ConsistentHashPick(HashPick):
         return self.balancer.ring
 
     def _get(self, now: int) -> Peer | None:
-        if self.hash_tries > 20 or self.peers.single or not self.key:
+        if self.hash_tries > MAX_DRAWS or self.peers.single or not self.key:
             return get_round_robin(self, now)
         ring = self.ring
         while True:
@@ -141,7 +137,7 @@ class ConsistentHashPick(HashPick):
                 return best
             self.hash += 1
             self.hash_tries += 1
-            if self.hash_tries > 20:
+            if self.hash_tries > MAX_DRAWS:
                 return get_round_robin(self, now)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from wsgate.upstream.balancer import Balancer, Pick, PickContext
+from wsgate.upstream.balancer import MAX_DRAWS, Balancer, Pick, PickContext, draw_usable
 from wsgate.upstream.peers import Peer
 from wsgate.upstream.round_robin import get_round_robin
 
@@ -53,22 +53,15 @@ class IpHashPick(Pick):
         self.hash_tries = 0
 
     def _get(self, now: int) -> Peer | None:
-        if self.hash_tries > 20 or self.peers.single:
+        if self.hash_tries > MAX_DRAWS or self.peers.single:
             return get_round_robin(self, now)
-        hash_ = self.hash
-        while True:
-            hash_ = ip_hash_step(hash_, self.addr)
-            p = weighted_index(self, hash_)
-            peer = self.peers.peers[p]
-            if not self.is_tried(p) and peer.usable(now):
-                break
-            self.hash_tries += 1
-            if self.hash_tries > 20:
-                return get_round_robin(self, now)
-        peer.mark_checked(now)
-        self.mark_tried(p)
-        self.hash = hash_
-        return peer
+        peer, self.hash_tries = draw_usable(self, now, self._draw, self.hash_tries)
+        return peer if peer is not None else get_round_robin(self, now)
+
+    def _draw(self) -> int:
+        """Rehash from the last value (a later try continues where this one stopped)."""
+        self.hash = ip_hash_step(self.hash, self.addr)
+        return weighted_index(self, self.hash)
 
 
 class IpHash(Balancer):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 
 from wsgate.upstream.balancer import (
-    Balancer, BalancerParams, Pick, PickContext, default_rand)
+    MAX_DRAWS, Balancer, BalancerParams, Pick, PickContext, default_rand, draw_usable)
 from wsgate.upstream.peers import Peer, PeerSet
 from wsgate.upstream.round_robin import get_round_robin
 
@@ -31,24 +31,15 @@ class RandomPick(Pick):
         return bisect.bisect_right(self.ranges, x) - 1
 
     def _get(self, now: int) -> Peer | None:
-        if self.rand_tries > 20 or self.peers.single:
+        if self.rand_tries > MAX_DRAWS or self.peers.single:
             return get_round_robin(self, now)
-        while True:
-            i = self.peek()
-            peer = self.peers.peers[i]
-            if not self.is_tried(i) and peer.usable(now):
-                break
-            self.rand_tries += 1
-            if self.rand_tries > 20:
-                return get_round_robin(self, now)
-        peer.mark_checked(now)
-        self.mark_tried(i)
-        return peer
+        peer, self.rand_tries = draw_usable(self, now, self.peek, self.rand_tries)
+        return peer if peer is not None else get_round_robin(self, now)
 
 
 class RandomTwoPick(RandomPick):
     def _get(self, now: int) -> Peer | None:
-        if self.rand_tries > 20 or self.peers.single:
+        if self.rand_tries > MAX_DRAWS or self.peers.single:
             return get_round_robin(self, now)
         prev: Peer | None = None
         p = 0
@@ -62,7 +53,7 @@ class RandomTwoPick(RandomPick):
                     break
                 prev, p = peer, i
             self.rand_tries += 1
-            if self.rand_tries > 20:
+            if self.rand_tries > MAX_DRAWS:
                 return get_round_robin(self, now)
         peer.mark_checked(now)
         self.mark_tried(i)

@@ -149,6 +149,11 @@ class FrameParser:
     as its header is seen, before any of its payload arrives.
     """
 
+    # Slotted: a frame-aware tunnel keeps two parsers for its whole life, idle or not.
+    __slots__ = ("client_side", "max_frame_size", "max_message_size", "strict_length",
+                 "_offset", "_head", "_remaining", "_frame_fin", "_frame_start", "_ctl",
+                 "_ctl_header", "_msg_opcode", "_msg_size", "_error", "_fast_limit")
+
     def __init__(self, *, client_side: bool, max_frame_size: int | None = None,
                  max_message_size: int | None = None, strict_length: bool = False) -> None:
         self.client_side = client_side

@@ -43,6 +43,8 @@ class MessageReader:
     """Reassembles messages from one direction's stream (see FrameParser for the
     meaning of `client_side` and the limits)."""
 
+    __slots__ = ("parser", "_buf", "_buf_start", "_fragments")
+
     def __init__(self, *, client_side: bool, max_message_size: int | None = 1 << 20,
                  strict_length: bool = False) -> None:
         self.parser = FrameParser(client_side=client_side, max_message_size=max_message_size,

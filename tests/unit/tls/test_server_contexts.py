@@ -312,3 +312,40 @@ def test_ssl_on_in_the_default_server_makes_the_address_tls(load):
     assert serving.is_ssl(("127.0.0.1", 8443, None))
     assert not serving.is_ssl(("127.0.0.1", 8080, None))
     assert serving.context(("127.0.0.1", 8443, None)) is not None
+
+
+def test_reject_handshake_servers_refuse_with_unrecognized_name(load, shake, client_ctx):
+    """ssl_reject_handshake: the listener logic, driven with a server object that
+    carries the setting (the config model exposes it once the row is implemented)."""
+    import types
+    from wsgate.tls.contexts import ListenerTLS, build_server_context
+    cfg = load(SERVERS % "")
+    a, b = cfg.http.servers
+    refusing = types.SimpleNamespace(ssl_reject_handshake=True)
+    names = {"a.example": a, "b.example": b, "no.example": refusing}
+    ctx = build_server_context(a, str(cfg.conf_file).rpartition("/")[0] + "/")
+    lt = ListenerTLS(ctx, {}, lambda n: names.get(n, a), id(a), frozenset({id(refusing)}))
+    client = client_ctx()
+    client.check_hostname = False
+    assert shake(lt.context, client, server_hostname="a.example").client.version()
+    assert client_sees_alert(lt.context, client, "no.example")
+    lt2 = ListenerTLS(build_server_context(a, str(cfg.conf_file).rpartition("/")[0] + "/"),
+                      {}, lambda n: a, id(a), frozenset({id(a)}))
+    assert client_sees_alert(lt2.context, client, None)   # no SNI, default rejects
+
+
+def client_sees_alert(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
+                      name: str | None) -> bool:
+    """Run a handshake the server refuses; True when the client got unrecognized_name."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=name)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    s_in.write(c_out.read())
+    with pytest.raises(ssl.SSLError, match="CALLBACK_FAILED"):
+        server.do_handshake()
+    c_in.write(s_out.read())
+    with pytest.raises(ssl.SSLError) as info:
+        client.do_handshake()
+    return "UNRECOGNIZED_NAME" in str(info.value)
