@@ -387,15 +387,62 @@ def test_s_with_bad_config_fails_before_signalling(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- serving
 
-def test_serving_without_a_process_model_is_an_honest_emerg(tmp_path: Path) -> None:
-    import importlib
+def _workers(master_pid: int) -> list[int]:
+    """Live children of the master, read from /proc (no psutil)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid and fields[0] != "Z":
+            kids.append(int(entry.name))
+    return kids
 
-    if hasattr(importlib.import_module("wsgate.master"), "run"):
-        pytest.skip("wsgate.master.run exists: serving is covered by the proxy's own tests")
-    write_conf(tmp_path, GOOD)
-    proc = wsgate("-p", str(tmp_path), "-c", "nginx.conf")
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines()[-1] == "wsgate: [emerg] serving is not implemented yet"
+
+def _wait(pred, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_g_directives_survive_a_reload(tmp_path: Path) -> None:
+    """nginx re-applies -g on HUP; a reload that dropped it would go back to 1 worker."""
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_conf(tmp_path, GOOD.replace("8080", str(port)))
+    pid_file = tmp_path / "g.pid"
+    exe = Path(sys.executable).with_name("wsgate")
+    proc = subprocess.Popen(
+        [str(exe), "-p", str(tmp_path), "-c", "nginx.conf", "-e", str(tmp_path / "error.log"),
+         "-g", f"daemon off; master_process on; worker_processes 2; pid {pid_file};"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(pid_file.exists), "the master never wrote its pid file"
+        assert _wait(lambda: len(_workers(proc.pid)) == 2), _workers(proc.pid)
+        before = set(_workers(proc.pid))
+        proc.send_signal(signal.SIGHUP)
+        # Give a wrong reload (back to 1 worker) time to happen before judging.
+        _wait(lambda: len(_workers(proc.pid)) != 2, 2.0)
+        assert len(_workers(proc.pid)) == 2, (before, _workers(proc.pid))
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 # ---------------------------------------------------------------- bad input

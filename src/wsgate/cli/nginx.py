@@ -372,7 +372,7 @@ def _run(opts: Options, paths: Paths, log: ErrorLog) -> int:
         return 1
     if opts.signal is not None:
         return send_signal(cfg, paths, opts.signal, log)
-    return _serve(cfg, paths, log)
+    return _serve(cfg, paths, log, opts.conf_params)
 
 
 def _load(opts: Options, paths: Paths, log: ErrorLog) -> Any:
@@ -508,17 +508,13 @@ def send_signal(cfg: Any, paths: Paths, name: str, log: ErrorLog) -> int:
     return 0
 
 
-def _serve(cfg: Any, paths: Paths, log: ErrorLog) -> int:
-    """Hand the loaded config to the process model, once it exists."""
-    try:
-        from wsgate import master
-    except ImportError:
-        master = None  # type: ignore[assignment]
-    run: Callable[..., Any] | None = getattr(master, "run", None)
-    if run is None:
-        _stderr(f"{PROGRAM}: [emerg] serving is not implemented yet\n")
-        return 1
-    return int(run(cfg, prefix=paths.prefix, conf_file=paths.conf_file, log=log) or 0)
+def _serve(cfg: Any, paths: Paths, log: ErrorLog, globals_: str | None) -> int:
+    """Hand the loaded config to the process model; `-g` goes along so a HUP
+    reload re-applies it, as nginx does."""
+    from wsgate import master
+
+    return int(master.run(cfg, prefix=paths.prefix, conf_file=paths.conf_file, log=log,
+                          globals_=globals_) or 0)
 
 
 def _stderr(text: str) -> None:
