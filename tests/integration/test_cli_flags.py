@@ -81,6 +81,7 @@ def test_capital_v_is_parseable_like_nginx_tests_does() -> None:
         "upstream_least_conn": r"(?s)^(?!.*--without-http_upstream_least_conn_mod)",
         "rewrite": r"(?s)^(?!.*--without-http_rewrite_module)",
         "gzip": r"(?s)^(?!.*--without-http_gzip_module)",
+        "ssi": r"(?s)^(?!.*--without-http_ssi_module)",
         "access": r"(?s)^(?!.*--without-http_access_module)",
         "cache": r"(?s)^(?!.*--without-http-cache)",
         "stream": r"--with-stream((?!\S)|=dynamic)",
@@ -90,7 +91,7 @@ def test_capital_v_is_parseable_like_nginx_tests_does() -> None:
     }.items()}
     assert has == {"http": True, "proxy": True, "map": True, "upstream_keepalive": True,
                    "upstream_least_conn": True, "rewrite": True, "gzip": False,
-                   "access": False, "cache": False, "stream": False, "sni": False,
+                   "ssi": True, "access": False, "cache": False, "stream": False, "sni": False,
                    "stub_status": True, "http_ssl": False}
 
 

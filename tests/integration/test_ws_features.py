@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -535,3 +537,47 @@ def test_reload_moving_the_upstream_peer_closes_the_tunnel(wsgate_server) -> Non
             assert await closed_with(a) == (1001, "route removed")
     run(scenario)
     assert srv.stop() == 0
+
+
+# -- a client gone before the 101 ------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["reset", "fin"])
+def test_client_gone_before_the_101_closes_the_upstream_at_once(wsgate_server, how) -> None:
+    """The handshake's client left while the upstream was answering: the upstream
+    connection ends now, not after proxy_read_timeout. A reset client gets no
+    tunnel (499); a client that only half-closed gets its tunnel, whose half-close
+    reaches the upstream at once (nginx 1.22 logs 101 there too)."""
+    port = free_port()
+    srv = wsgate_server(conf(f"""
+        location / {{ websocket on; proxy_pass http://127.0.0.1:{port};
+                     proxy_read_timeout 30s; }}
+"""), port=free_port())
+    ended: list[float] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(1.0)                 # the client leaves meanwhile
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        await reader.read()                      # until the proxy closes its side
+        ended.append(time.monotonic())
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(upstream, "127.0.0.1", port)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET /gone HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            if how == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+            left = time.monotonic()
+            await until(lambda: bool(ended), 10)
+            assert ended[0] - left < 10             # proxy_read_timeout is 30 s
+    run(scenario)
+    status = "499" if how == "reset" else "101"
+    assert re.search(rf'"GET /gone HTTP/1\.1" {status} ', wait_for_text(srv.access_log, "/gone"))

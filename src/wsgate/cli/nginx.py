@@ -66,7 +66,7 @@ MODULES: tuple[Module, ...] = (
     Module("pcre", True, True),  # regex locations/maps/server_names via Python's re
     Module("http_charset_module", True, False),
     Module("http_gzip_module", True, False),
-    Module("http_ssi_module", True, False),
+    Module("http_ssi_module", True, True),
     Module("http_userid_module", True, False),
     Module("http_access_module", True, False),
     Module("http_auth_basic_module", True, False),

@@ -351,13 +351,15 @@ _row("websocket_status", _L, "NOARGS", store=C, merge="local", default=False,
 # Their arguments are still checked with nginx's slot, contexts and arity, so a
 # config nginx rejects is rejected here too; only then is the warning given.
 _HSLF = _HSLI - {SIF}           # http, server, location, if in location
-_ignored(["sendfile", "gzip", "ssi", "override_charset"], _HSLF, "FLAG", F)
+_ignored(["sendfile", "gzip", "override_charset"], _HSLF, "FLAG", F)
+_row("ssi", _HSLF, "FLAG", F, default=False)     # proxy/ssi.py: a minimal SSI
+_row("ssi_silent_errors", _HSL, "FLAG", F, default=False)
 _ignored(["charset", "source_charset"], _HSLF, "TAKE1")
 _ignored(["tcp_nopush", "tcp_nodelay", "gzip_vary", "gunzip", "reset_timedout_connection",
           "msie_padding", "msie_refresh", "absolute_redirect", "port_in_redirect",
           "server_name_in_redirect", "chunked_transfer_encoding", "log_subrequest",
           "recursive_error_pages", "open_file_cache_errors", "client_body_in_single_buffer",
-          "ssi_silent_errors", "autoindex", "autoindex_exact_size", "autoindex_localtime",
+          "autoindex", "autoindex_exact_size", "autoindex_localtime",
           "aio_write"], _HSL, "FLAG", F)
 _ignored(["merge_slashes"], _HS, "FLAG", F)
 _row("keepalive_disable", _HSL, "1MORE", slots.bitmask("none", "msie6", "safari"),

@@ -32,6 +32,7 @@ from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers,
 from wsgate.proxy.relay import proxy
 from wsgate.proxy.reqbody import remove_body_file, store_body
 from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
+from wsgate.proxy.ssi_run import run_with_ssi, wants_ssi
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
 from wsgate.proxy.wsfeatures import ending_message, refused_origin, route_of
@@ -46,6 +47,11 @@ class BodyTooLarge(Exception):
 
 class _ClientGone(Exception):
     """The client closed or timed out while we read its body."""
+
+
+class _BadBody(Exception):
+    """The request body's framing is invalid (nginx: 400, "client sent invalid
+    chunked body")."""
 
 
 def _limits(server: Any) -> HeaderLimits:
@@ -249,6 +255,16 @@ class Downstream:
             self._send(ex, return_response(ex, code, text))
 
     async def _content(self, ex: Exchange) -> None:
+        if wants_ssi(ex):
+            await run_with_ssi(self, ex, self._content_plain)
+        else:
+            await self._content_plain(ex)
+
+    async def serve_subrequest(self, ex: Exchange) -> None:
+        """An SSI `include virtual`: every phase, output to the current stream."""
+        await self._serve(ex)
+
+    async def _content_plain(self, ex: Exchange) -> None:
         loc = ex.location
         try:
             if loc.return_ is not None and not getattr(loc, "rewrite", None):
@@ -265,6 +281,8 @@ class Downstream:
                 result = await proxy(self, ex)
                 if result.tunnel is not None:
                     await self._tunnel(ex, result)
+                elif result.redirect is not None:
+                    await self._accel_redirect(ex, result.redirect)
                 elif result.status:
                     await self._error(ex, result.status)
                 else:
@@ -277,6 +295,10 @@ class Downstream:
         except _ClientGone:
             ex.keep_alive = False
             ex.status = ex.status or 400
+        except _BadBody:
+            ex.keep_alive = False
+            if ex.status == 0:        # nothing was answered yet
+                await self._error(ex, 400)
 
     async def _static(self, ex: Exchange) -> None:
         resp = serve_static(ex, self.log_error)
@@ -311,6 +333,21 @@ class Downstream:
         ex.extra["uri_changed"] = True
         if await self._phases(ex, None):
             await self._content(ex)
+
+    async def _accel_redirect(self, ex: Exchange, target: str) -> None:
+        """X-Accel-Redirect: a named location or a URI with its own args; the
+        method becomes GET (relay sends GET for an internal request)."""
+        ex.internal = True
+        if target.startswith("@"):
+            named = route.named_location(ex.server, target)
+            if named is None:
+                await self._error(ex, 404)
+            elif await self._phases(ex, named):
+                await self._content(ex)
+            return
+        path, _, args = target.partition("?")
+        ex.vars.args = args or None
+        await self._internal_redirect(ex, path)
 
     async def _observe(self, ex: Exchange) -> None:
         """`stub_status;`, `metrics;`, `websocket_status;`: this worker's pages."""
@@ -356,6 +393,7 @@ class Downstream:
         finally:
             self._tunnel_closed(record, label, stats)
         ex.bytes_sent = result.tunnel_head_bytes + stats.bytes_down
+        ex.vars.body_bytes_sent = stats.bytes_down    # nginx: all bytes after the 101 head
         ex.vars.now = ex.vars.start_time + (time.time() - ex.vars.start_time)
         ex.keep_alive = False
         if stats.how == "read_timeout":
@@ -458,6 +496,8 @@ class Downstream:
             status = override
         ex.status = status
         ex.keep_alive = resp.keep_alive and ex.keep_alive
+        if ex.request.version == (0, 9):
+            head = b""            # an HTTP/0.9 client gets the body alone
         self.stream.write(head)
         self.stream.write(resp.body)
         ex.bytes_sent += len(head) + len(resp.body)
@@ -500,6 +540,7 @@ class Downstream:
         if reader is None or req.content_length == 0:
             ex.body_read = True
             return
+        ex.extra.setdefault("preread", self._preread(ex))
         limit = ex.location.client_max_body_size
         total = 0
         while True:
@@ -513,7 +554,10 @@ class Downstream:
                 events, rest = reader.feed(data)
             except RemoteProtocolError as exc:
                 self.log_error("info", str(exc), ex, "reading client request body")
-                raise _ClientGone() from None
+                ex.body_read = True
+                if "prematurely" in str(exc):
+                    raise _ClientGone() from None
+                raise _BadBody() from None
             self.stream.unread(rest)
             for event in events:
                 if isinstance(event, Data):
@@ -527,6 +571,18 @@ class Downstream:
                 elif isinstance(event, EndOfMessage):
                     ex.body_read = True
                     return
+
+    def _preread(self, ex: Exchange) -> int:
+        """Body bytes nginx would have read together with the head: what is
+        buffered now, bounded by the header buffer the head was read into."""
+        req, server = ex.request, self.group.default
+        size = server.client_header_buffer_size
+        if req.raw_head_len > size:
+            size = server.large_client_header_buffers[1]
+        room = max(0, size - req.raw_head_len)
+        if req.content_length is not None:
+            room = min(room, req.content_length)
+        return min(room, len(self.stream.buffer))
 
     async def read_body(self, ex: Exchange) -> bytes:
         """The whole request body, recorded as nginx does ($request_body in memory
@@ -543,7 +599,7 @@ class Downstream:
         try:
             async for _ in self.body_pieces(ex):
                 pass
-        except (_ClientGone, BodyTooLarge):
+        except (_ClientGone, BodyTooLarge, _BadBody):
             ex.keep_alive = False
         ex.body_read = True
 

@@ -54,7 +54,9 @@ def header_filter(location: Any, ex: Exchange, status: int, fields: Fields, *,
     """ngx_http_headers_filter over a response's list fields: `expires` (Expires and
     Cache-Control, replacing the response's) then `add_header` (without `always`
     only for the statuses in ADD_HEADER_STATUSES)."""
-    out = list(fields)
+    # headers an intercepted upstream response left in r->headers_out (401's
+    # WWW-Authenticate) come first
+    out = list(ex.extra.get("carry_headers", ())) + list(fields)
     safe = status in ADD_HEADER_STATUSES
     exp = getattr(location, "expires", None)
     if exp is not None and safe:

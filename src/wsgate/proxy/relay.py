@@ -62,6 +62,7 @@ class ProxyResult:
     keep_alive: bool = False
     tunnel: Tunnel | None = None
     tunnel_head_bytes: int = 0
+    redirect: str | None = None     # X-Accel-Redirect: the downstream redirects here
 
 
 class _Failed(Exception):
@@ -396,14 +397,31 @@ async def _response(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Respons
     try:
         if resp.version == (0, 9):
             return await _relay_http09(px.dc, ex, up, attempt, t0)
+        accel = _accel_redirect(ex, resp)
+        if accel is not None:
+            attempt.response_time = time.monotonic() - t0
+            up.close()                # its body is not read: never reused
+            return ProxyResult(redirect=accel)
         if _intercepted(ex, resp.status):
             attempt.response_time = time.monotonic() - t0
+            if resp.status == 401:    # nginx keeps the challenge (ticket #485)
+                ex.extra["carry_headers"] = [
+                    (b"WWW-Authenticate", v) for n, v in resp.headers
+                    if n.lower() == b"www-authenticate"]
             return ProxyResult(status=resp.status)
         return await _relay(px, up, resp, attempt, t0)
     finally:
         if up.pool is None:
             up.close()
         px.release(peer, Outcome.OK)
+
+
+def _accel_redirect(ex: Exchange, resp: Response) -> str | None:
+    """ngx_http_upstream_process_headers: X-Accel-Redirect (unless ignored)."""
+    if "X-Accel-Redirect" in (ex.location.proxy_ignore_headers or ()):
+        return None
+    value = _last(resp, b"x-accel-redirect")
+    return value.decode("latin-1") if value else None
 
 
 def _intercepted(ex: Exchange, status: int) -> bool:
@@ -480,6 +498,8 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
         ("Connection", "upgrade" if resp.status == 101 else
          "keep-alive" if keep_alive else "close"))
     lines.append(b"\r\n")
+    if ex.request.version == (0, 9):
+        return b""                # an HTTP/0.9 client gets the body alone
     return b"".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Where a buffered request body lives: memory or a temporary file (nginx's
 ngx_http_read_client_request_body and its `$request_body`/`$request_body_file`).
 
-nginx keeps a body that fits `client_body_buffer_size` in memory, and only then is
-`$request_body` set; a larger body (or any body with `client_body_in_file_only
+nginx keeps a body in memory when it fits `client_body_buffer_size` (or, beyond
+what was read with the head, 1.25 times it), and only then is `$request_body` set; a larger body (or any body with `client_body_in_file_only
 on|clean`) goes to a file under `client_body_temp_path`, named by a 10-digit
 sequence number, and `$request_body_file` names it. The file is removed when the
 request ends unless `client_body_in_file_only on` asks to keep it.
@@ -27,7 +27,10 @@ def store_body(ex: Exchange, body: bytes) -> None:
     loc = ex.location
     in_file = getattr(loc, "client_body_in_file_only", "off") or "off"
     limit = getattr(loc, "client_body_buffer_size", 16384) or 0
-    if in_file == "off" and len(body) <= limit:
+    # nginx keeps what came with the head (preread) in the header buffer and sizes
+    # one body buffer at 1.25 x client_body_buffer_size for the rest
+    rest = len(body) - int(ex.extra.get("preread", 0))
+    if in_file == "off" and (len(body) <= limit or rest <= limit + (limit >> 2)):
         ex.vars.request_body = body.decode("latin-1")
         return
     try:
