@@ -23,7 +23,7 @@ SRC = ROOT / "src" / "wsgate"
 GATED = [
     "http", "websocket", "upstream", "observe", "demo",
     "cli/probe.py", "cli/probe_conn.py", "cli/probe_diagnose.py",
-    "proxy/tunnel.py", "proxy/wstunnel.py", "proxy/listen.py", "proxy/loop.py",
+    "proxy/tunnel.py", "proxy/wstunnel.py", "proxy/wsfeatures.py", "config/websocket.py", "proxy/listen.py", "proxy/loop.py",
     "proxy/flow.py", "proxy/timers.py",
 ]
 
