@@ -77,6 +77,18 @@ http {
         location /zero { keepalive_timeout 0; return 200 "z\n"; }
         location /more { keepalive_requests 100; return 200 "m\n"; }
         location /ssi-proxy/ { ssi on; proxy_pass http://127.0.0.1:{{port2}}/html/; }
+        location /tf/ { try_files $uri $uri/ /tf-fallback; }
+        location /tf-fallback { return 200 "fallback $uri [$args]\n"; }
+        location /tfq/ { try_files /nothere /tf-fallback?x=$uri; }
+        location /tfcode/ { try_files $uri =418; }
+        location /tfnamed/ { try_files /nothere @named; }
+        location @named { return 200 "named $uri\n"; }
+        location /tfproxy/ { try_files /plain/x.html @named; proxy_pass http://127.0.0.1:{{port2}}/html/; }
+        location /tfalias/ { alias {{root}}/plain/; try_files $uri =404; }
+        location /tfloop/ { try_files /nothere /tfloop/again; }
+        location /r418 { return 418; }
+        location /r600 { return 600; }
+        location /r499 { return 499; }
     }
     server {
         listen 127.0.0.1:{{port2}};
@@ -109,6 +121,9 @@ FILES = {
                   b'<!--# include virtual="/plain/nothere" -->\n',
     "plain/inc.txt": b"included<!--# echo var=\"uri\" -->",
     "plain/x.html": b"<p>x</p>",
+    "tf/a.txt": b"tf a\n",
+    "tf/sub/index.html": b"tf sub index\n",
+    "tfcode/b.txt": b"tf b\n",
     "html/page.html": b'[<!--# include virtual="/plain/x.html" -->]'
                       b'<!--# echo var="uri" -->\n',
 }
@@ -183,6 +198,22 @@ SCENARIOS: dict[str, tuple[bytes, list[str]]] = {
                       ["GET", "GET"]),
     "ssi-proxied": (_req("/ssi-proxy/page.html"), ["GET"]),
     "ssi-off-location": (_req("/plain/x.html"), ["GET"]),
+    # try_files
+    "tf-file": (_req("/tf/a.txt?k=v"), ["GET"]),
+    "tf-dir": (_req("/tf/sub?k=v"), ["GET"]),
+    "tf-dir-slash": (_req("/tf/sub/"), ["GET"]),
+    "tf-fallback-drops-args": (_req("/tf/none?k=v"), ["GET"]),
+    "tf-fallback-args": (_req("/tfq/z?k=v"), ["GET"]),
+    "tf-code": (_req("/tfcode/none"), ["GET"]),
+    "tf-code-found": (_req("/tfcode/b.txt"), ["GET"]),
+    "tf-named": (_req("/tfnamed/x"), ["GET"]),
+    "tf-proxy-keeps-location": (_req("/tfproxy/page.html"), ["GET"]),
+    "tf-alias": (_req("/tfalias/x.html"), ["GET"]),
+    "tf-alias-missing": (_req("/tfalias/none"), ["GET"]),
+    "tf-loop": (_req("/tfloop/x"), ["GET"]),
+    "return-418-no-page": (_req("/r418"), ["GET"]),
+    "return-600-no-page": (_req("/r600"), ["GET"]),
+    "return-499-closes": (_req("/r499"), ["GET"]),
 }
 
 

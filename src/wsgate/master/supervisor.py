@@ -11,6 +11,12 @@ Theory of operation. The master is a plain synchronous process (no event loop, s
   SIGCHLD reap; a worker that died while it should run is logged (`[alert] worker
           process N exited on signal 9`) and replaced in its slot -- other workers
           and their tunnels are untouched. Exit code 2 is nginx's "fatal": no respawn
+stats   one shared region of counters (observe/shared.py), made before the first
+          fork and kept for the master's life; each worker writes its own slot and
+          sums all of them for stub_status and /metrics. A replacement takes over
+          its predecessor's slot: the master zeroes the gauges (the dead worker's
+          connections are gone) and keeps the cumulative counters, as nginx keeps
+          its stats across worker restarts
   HUP     load the config; on error log `[emerg] ... in file:line` and keep going;
           on success bind the new listeners, then send every worker a reload
           message with the sockets over its channel (channel.py). Workers swap the
@@ -35,11 +41,13 @@ from typing import Any
 from wsgate.master import channel, common
 from wsgate.master.worker_proc import HANDLED, run_worker
 from wsgate.observe.errorlog import ErrorLog
+from wsgate.observe.metrics import Metrics
+from wsgate.observe.shared import Region
 from wsgate.proxy import listen as listen_mod
 from wsgate.proxy.listen import ListenError
 from wsgate.proxy.server import Worker, bind_keys, group_servers
 
-__all__ = ["Master", "worker_count"]
+__all__ = ["Master", "stats_slots", "worker_count"]
 
 _KILL_AFTER = 1.0     # TERM, then KILL what is left (nginx: delay > 1000 ms)
 _TICK = 0.5
@@ -49,6 +57,13 @@ _NAMES = {signal.SIGHUP: ("SIGHUP", ", reconfiguring"),
           signal.SIGINT: ("SIGINT", ", exiting"),
           signal.SIGUSR1: ("SIGUSR1", ", reopening logs"),
           signal.SIGCHLD: ("SIGCHLD", "")}
+
+
+def stats_slots(count: int) -> int:
+    """Shared-counter slots: room for reloads that raise worker_processes and for
+    draining workers that still count while their successors start. Untouched
+    slots cost address space only (the mapping is filled in on first write)."""
+    return max(64, 4 * count)
 
 
 def worker_count(cfg: Any) -> int:
@@ -64,6 +79,7 @@ class _Child:
     pid: int
     slot: int | None         # None: draining (count lowered), never respawned
     chan: socket.socket
+    stats: int | None = None  # its slot of the shared counters (None: counts alone)
 
 
 class Master:
@@ -81,6 +97,9 @@ class Master:
         self.children: dict[int, _Child] = {}
         self.stopping: str | None = None
         self.kill_at: float | None = None
+        # Created before the first fork and kept for the master's whole life, so
+        # counters survive reloads and worker restarts (nginx's shared stats zone).
+        self.stats = Region(stats_slots(worker_count(cfg)), shared=True)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -118,20 +137,38 @@ class Master:
 
     # -- workers ----------------------------------------------------------------------
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int, stats: int | None = None) -> None:
+        """Fork a worker for `slot`; a replacement passes its predecessor's `stats`
+        slot and so keeps counting from where the dead worker stopped."""
+        stats = self._stats_slot() if stats is None else stats
+        if stats is not None:
+            self.stats.reset_gauges(stats)
         ours, theirs = channel.pair()
         pid = os.fork()
         if pid == 0:
             ours.close()
-            os._exit(self._child(slot, theirs))
+            os._exit(self._child(slot, theirs, stats))
         theirs.close()
-        self.children[pid] = _Child(pid, slot, ours)
+        self.children[pid] = _Child(pid, slot, ours, stats)
         self.log.write("notice", f"start worker process {pid}")
 
-    def _child(self, slot: int, chan: socket.socket) -> int:
+    def _stats_slot(self) -> int | None:
+        """The lowest shared-counter slot no live worker writes."""
+        used = {c.stats for c in self.children.values()}
+        free = next((i for i in range(self.stats.slots) if i not in used), None)
+        if free is None:
+            self.log.write("warn", f"all {self.stats.slots} shared statistics slots "
+                                   "are in use, a new worker counts alone")
+        return free
+
+    def _child(self, slot: int, chan: socket.socket, stats: int | None = None) -> int:
         """In the forked worker: keep only this slot's sockets, then serve."""
         status = 1
         try:
+            if stats is not None:
+                counters = self.stats.slot(stats)
+                counters.claim()
+                self.binder.metrics = Metrics(slot=counters)
             for child in self.children.values():
                 child.chan.close()
             for (key, clone_slot), sock in self.clones.items():
@@ -157,9 +194,12 @@ class Master:
             if child is None:
                 continue
             child.chan.close()
+            if child.stats is not None:
+                # Its connections and tunnels died with it; its totals stay.
+                self.stats.reset_gauges(child.stats)
             self._report_exit(pid, status)
             if self._should_respawn(child, status):
-                self._spawn(child.slot)  # type: ignore[arg-type]
+                self._spawn(child.slot, child.stats)  # type: ignore[arg-type]
 
     def _report_exit(self, pid: int, status: int) -> None:
         if os.WIFSIGNALED(status):

@@ -5,6 +5,14 @@ Owns the metric families, their names and labels, and the exposition. Each
 because the library API may run several servers in one process and each must
 export only its own numbers.
 
+Every worker counts the whole server. The wsgate_* families below (all but the
+upstream_peer ones) live in this process's slot of a shared region
+(`wsgate.observe.shared`): the update methods add to rows of the slot, and the
+collectors sum every worker's slot at scrape time, so any worker's `/metrics`
+shows the same totals, as nginx's stub_status does. `upstream_peer_*` are this
+worker's view of its peers (peer state is per worker, as in nginx without a
+`zone`), and process_*/python_* describe the worker that answered.
+
 Cost model. The engine calls the update methods at event boundaries only -- a
 request finished, a handshake answered, a tunnel opened or closed -- never per
 chunk. Tunnel bytes and messages are therefore added when a tunnel closes. Numbers
@@ -26,23 +34,28 @@ as in `$ws_bytes_in`/`$ws_bytes_out`):
     tunnel_bytes_total{server,upstream,direction}              counter
     tunnel_messages_total{server,upstream,direction}           counter
     tunnel_duration_seconds{server,upstream}                   histogram, 1 s .. 24 h
-    upstream_peer_up / _fails / _active{upstream,peer}         gauges
+    upstream_peer_up / _fails / _active{upstream,peer}         gauges (this worker)
+    metrics_series_dropped_total                               counter (slot full)
 plus process_* , python_info and python_gc_* from prometheus_client's collectors.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
-    GC_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
-    ProcessCollector)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    GC_COLLECTOR, CollectorRegistry, PlatformCollector, ProcessCollector)
+from prometheus_client.core import (
+    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric)
+from prometheus_client.utils import floatToGoString
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from wsgate.observe.shared import SEP, Region, Slot
 from wsgate.observe.status import ConnectionCounters
 
 __all__ = ["Metrics", "DURATION_BUCKETS", "PeerSource", "handle_metrics",
@@ -71,52 +84,64 @@ def _label(value: object) -> str:
     return "" if value is None else str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Family:
+    name: str
+    kind: str                  # "counter", "gauge" or "histogram"
+    help: str
+    labels: tuple[str, ...]
+
+
+_FAMILIES = (
+    _Family("wsgate_http_requests", "counter", "HTTP requests finished, by status "
+            "class.", ("server", "upstream", "status_class")),
+    _Family("wsgate_websocket_handshakes", "counter", "WebSocket upgrade attempts, by "
+            "the status answered to the client (101, 426, 502 ...).", ("server", "status")),
+    _Family("wsgate_tunnels_active", "gauge", "WebSocket tunnels open now.", _TUNNEL),
+    _Family("wsgate_tunnels_opened", "counter", "WebSocket tunnels opened.", _TUNNEL),
+    _Family("wsgate_tunnels_closed", "counter", "WebSocket tunnels closed, by close code "
+            "(\"none\" when no Close frame was seen) and by who closed first.",
+            _TUNNEL + ("close_code", "closed_by")),
+    _Family("wsgate_tunnel_bytes", "counter", "Bytes relayed by closed tunnels; "
+            "direction in is client to upstream, out is upstream to client.",
+            _TUNNEL + ("direction",)),
+    _Family("wsgate_tunnel_messages", "counter", "WebSocket messages relayed by closed "
+            "tunnels.", _TUNNEL + ("direction",)),
+    _Family("wsgate_tunnel_duration_seconds", "histogram", "Lifetime of closed tunnels.",
+            _TUNNEL),
+)
+_BY_NAME = {f.name: f for f in _FAMILIES}
+_BUCKET, _SUM = "_bucket", "_sum"
+_LES = tuple(str(floatToGoString(b))  # type: ignore[no-untyped-call]
+             for b in DURATION_BUCKETS) + ("+Inf",)
+
+
+def _key(family: str, *labels: str) -> str:
+    return SEP.join((family, *labels))
+
+
 class Metrics:
-    """The metric families of one server; see the module docstring."""
+    """The metric families of one server; see the module docstring.
+
+    `slot` is this process's slot of the region the master shares between its
+    workers; without one the Metrics count alone (master_process off, library)."""
 
     def __init__(self, *, connections: ConnectionCounters | None = None,
                  peers: PeerSource | None = None, process: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, slot: Slot | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.connections = connections if connections is not None else ConnectionCounters()
+        if connections is None:
+            connections = ConnectionCounters(slot if slot is not None else
+                                             Region.private().slot(0))
+        self.connections = connections
+        self.slot = connections.slot
         self._peers = peers
         self._clock = clock
-        self._declare()
+        self.registry.register(_SharedCollector(self.slot.region))
         self.registry.register(_ConnectionCollector(self.connections))
         self.registry.register(_PeerCollector(self))
         if process:
             self._register_process_collectors()
-
-    # -- declaration ---------------------------------------------------------------
-
-    def _declare(self) -> None:
-        reg = self.registry
-        self._requests = Counter(
-            "wsgate_http_requests", "HTTP requests finished, by status class.",
-            ("server", "upstream", "status_class"), registry=reg)
-        self._handshakes = Counter(
-            "wsgate_websocket_handshakes", "WebSocket upgrade attempts, by the status "
-            "answered to the client (101, 426, 502 ...).", ("server", "status"),
-            registry=reg)
-        self._active = Gauge(
-            "wsgate_tunnels_active", "WebSocket tunnels open now.", _TUNNEL,
-            registry=reg)
-        self._opened = Counter(
-            "wsgate_tunnels_opened", "WebSocket tunnels opened.", _TUNNEL, registry=reg)
-        self._closed = Counter(
-            "wsgate_tunnels_closed", "WebSocket tunnels closed, by close code "
-            "(\"none\" when no Close frame was seen) and by who closed first.",
-            _TUNNEL + ("close_code", "closed_by"), registry=reg)
-        self._bytes = Counter(
-            "wsgate_tunnel_bytes", "Bytes relayed by closed tunnels; direction in is "
-            "client to upstream, out is upstream to client.", _TUNNEL + ("direction",),
-            registry=reg)
-        self._messages = Counter(
-            "wsgate_tunnel_messages", "WebSocket messages relayed by closed tunnels.",
-            _TUNNEL + ("direction",), registry=reg)
-        self._duration = Histogram(
-            "wsgate_tunnel_duration_seconds", "Lifetime of closed tunnels.", _TUNNEL,
-            buckets=DURATION_BUCKETS, registry=reg)
 
     def _register_process_collectors(self) -> None:
         ProcessCollector(registry=self.registry)
@@ -133,31 +158,40 @@ class Metrics:
 
     def request_done(self, server: str, status: int, upstream: str | None = None) -> None:
         """One HTTP request finished with `status` (a tunnel's request counts as 101)."""
-        self._requests.labels(server, _label(upstream), status_class(status)).inc()
+        self.slot.add(_key("wsgate_http_requests", server, _label(upstream),
+                           status_class(status)), 1)
 
     def handshake(self, server: str, status: int) -> None:
         """A WebSocket upgrade attempt was answered with `status`."""
-        self._handshakes.labels(server, str(status)).inc()
+        self.slot.add(_key("wsgate_websocket_handshakes", server, str(status)), 1)
 
     def tunnel_opened(self, server: str, upstream: str | None) -> None:
         up = _label(upstream)
-        self._opened.labels(server, up).inc()
-        self._active.labels(server, up).inc()
+        self.slot.add(_key("wsgate_tunnels_opened", server, up), 1)
+        self.slot.add(_key("wsgate_tunnels_active", server, up), 1, gauge=True)
 
     def tunnel_closed(self, server: str, upstream: str | None, *,
                       close_code: int | None, closed_by: str, duration: float,
                       bytes_in: int, bytes_out: int, messages_in: int = 0,
                       messages_out: int = 0) -> None:
         """A tunnel opened with `tunnel_opened(server, upstream)` has ended."""
-        up = _label(upstream)
+        up, add = _label(upstream), self.slot.add
         code = "none" if close_code is None else str(close_code)
-        self._active.labels(server, up).dec()
-        self._closed.labels(server, up, code, closed_by).inc()
-        self._bytes.labels(server, up, "in").inc(bytes_in)
-        self._bytes.labels(server, up, "out").inc(bytes_out)
-        self._messages.labels(server, up, "in").inc(messages_in)
-        self._messages.labels(server, up, "out").inc(messages_out)
-        self._duration.labels(server, up).observe(max(duration, 0.0))
+        add(_key("wsgate_tunnels_active", server, up), -1, gauge=True)
+        add(_key("wsgate_tunnels_closed", server, up, code, closed_by), 1)
+        add(_key("wsgate_tunnel_bytes", server, up, "in"), bytes_in)
+        add(_key("wsgate_tunnel_bytes", server, up, "out"), bytes_out)
+        add(_key("wsgate_tunnel_messages", server, up, "in"), messages_in)
+        add(_key("wsgate_tunnel_messages", server, up, "out"), messages_out)
+        self._observe_duration(server, up, max(duration, 0.0))
+
+    def _observe_duration(self, server: str, up: str, seconds: float) -> None:
+        """Cumulative buckets are stored as such: one add per bucket reached."""
+        name = "wsgate_tunnel_duration_seconds"
+        for bound, le in zip((*DURATION_BUCKETS, math.inf), _LES):
+            if seconds <= bound:
+                self.slot.add(_key(name + _BUCKET, server, up, le), 1)
+        self.slot.add(_key(name + _SUM, server, up), seconds)
 
     # -- exposition ----------------------------------------------------------------
 
@@ -171,6 +205,47 @@ class Metrics:
 
     def now(self) -> float:
         return self._clock()
+
+
+class _SharedCollector(Collector):
+    """The labelled wsgate_* families, summed over every slot at scrape time."""
+
+    def __init__(self, region: Region) -> None:
+        self._region = region
+
+    def collect(self) -> Iterator[Metric]:
+        grouped: dict[str, dict[tuple[str, ...], float]] = {f.name: {} for f in _FAMILIES}
+        for key, value in sorted(self._region.series().items()):
+            name, *labels = key.split(SEP)
+            grouped.setdefault(name, {})[tuple(labels)] = value
+        for fam in _FAMILIES:
+            if fam.kind == "histogram":
+                yield _histogram(fam, grouped.get(fam.name + _BUCKET, {}),
+                                 grouped.get(fam.name + _SUM, {}))
+            else:
+                yield _simple(fam, grouped[fam.name])
+        yield CounterMetricFamily(
+            "wsgate_metrics_series_dropped", "Updates lost because a worker's shared "
+            "metrics slot was full or a label was too long.",
+            value=self._region.dropped())
+
+
+def _simple(fam: _Family, series: dict[tuple[str, ...], float]) -> Metric:
+    cls = CounterMetricFamily if fam.kind == "counter" else GaugeMetricFamily
+    out = cls(fam.name, fam.help, labels=fam.labels)
+    for labels, value in series.items():
+        if len(labels) == len(fam.labels):
+            out.add_metric(labels, value)
+    return out
+
+
+def _histogram(fam: _Family, buckets: dict[tuple[str, ...], float],
+               sums: dict[tuple[str, ...], float]) -> Metric:
+    out = HistogramMetricFamily(fam.name, fam.help, labels=fam.labels)
+    for labels, total in sums.items():
+        counts = [(le, buckets.get((*labels, le), 0.0)) for le in _LES]
+        out.add_metric(labels, counts, total)
+    return out
 
 
 class _Delegate(Collector):

@@ -120,7 +120,7 @@ class Region:
                 out[key] = out.get(key, 0.0) + value
         return out
 
-    def _rows(self, index: int) -> tuple[memoryview, memoryview]:
+    def _rows(self, index: int) -> tuple[memoryview[int], memoryview[float]]:
         base = index * slot_size(self.rows) + _HEADER
         area = self._view[base:base + self.rows * _ROW]
         return area.cast("q"), area.cast("d")

@@ -15,8 +15,9 @@ Connection states, as nginx 1.22 counts them (verified against real nginx):
     active = reading + writing + waiting; handled = accepted unless a connection
     was dropped at accept (worker_connections exceeded).
 
-The counters are per process: with several workers, each worker's stub_status
-shows its own connections (nginx sums its workers through shared memory).
+Each process writes its own slot of a shared region (wsgate.observe.shared) and
+every read sums all slots: with several workers, each worker's stub_status shows
+the whole server, as nginx's shared-memory counters do.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
-__all__ = ["ConnectionCounters", "ConnState", "ConnStat", "LiveTunnels", "TunnelInfo",
+from wsgate.observe.shared import (
+    ACCEPTED, HANDLED, READING, REQUESTS, WAITING, WRITING, Region, Slot)
+
+__all__ = ["ConnectionCounters", "ConnState", "ConnStat", "ConnTotals", "LiveTunnels", "TunnelInfo",
            "TunnelRecord", "handle_status", "handle_stub_status", "render_status_html",
            "render_status_json", "stub_status_body"]
 
@@ -40,36 +44,88 @@ class ConnState(enum.Enum):
 
 
 class ConnectionCounters:
-    """nginx's ngx_stat_* counters for one process."""
+    """nginx's ngx_stat_* counters: this process writes its own slot of `region`,
+    and every read (`accepted`, `active`, `snapshot()` ...) sums all slots, so a
+    worker's stub_status shows the whole server, as nginx's does."""
 
-    __slots__ = ("accepted", "handled", "requests", "reading", "writing", "waiting")
+    __slots__ = ("slot", "_ints")
 
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.handled = 0
-        self.requests = 0
-        self.reading = 0
-        self.writing = 0
-        self.waiting = 0
+    def __init__(self, slot: Slot | None = None) -> None:
+        self.slot = slot if slot is not None else Region.private(rows=0).slot(0)
+        self._ints = self.slot.ints
+
+    def snapshot(self) -> ConnTotals:
+        """The summed counters, read once (one consistent-enough page)."""
+        return ConnTotals(*self.slot.region.conn_totals())
+
+    @property
+    def accepted(self) -> int:
+        return self.snapshot().accepted
+
+    @property
+    def handled(self) -> int:
+        return self.snapshot().handled
+
+    @property
+    def requests(self) -> int:
+        return self.snapshot().requests
+
+    @property
+    def reading(self) -> int:
+        return self.snapshot().reading
+
+    @property
+    def writing(self) -> int:
+        return self.snapshot().writing
+
+    @property
+    def waiting(self) -> int:
+        return self.snapshot().waiting
+
+    @property
+    def active(self) -> int:
+        return self.snapshot().active
+
+    def open(self, handled: bool = True) -> ConnStat:
+        """A connection was accepted: returns its tracker, in WAITING."""
+        self._ints[ACCEPTED] += 1
+        if not handled:
+            return ConnStat(self, ConnState.CLOSED)
+        self._ints[HANDLED] += 1
+        self._ints[WAITING] += 1
+        return ConnStat(self, ConnState.WAITING)
+
+    def _count_request(self) -> None:
+        self._ints[REQUESTS] += 1
+
+    def _move(self, old: ConnState, new: ConnState) -> None:
+        if old is not ConnState.CLOSED:
+            self._ints[_STATE_FIELD[old]] -= 1
+        if new is not ConnState.CLOSED:
+            self._ints[_STATE_FIELD[new]] += 1
+
+
+_STATE_FIELD = {ConnState.READING: READING, ConnState.WRITING: WRITING,
+                ConnState.WAITING: WAITING}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnTotals:
+    """The connection counters summed over every worker at one moment."""
+
+    accepted: int
+    handled: int
+    requests: int
+    reading: int
+    writing: int
+    waiting: int
 
     @property
     def active(self) -> int:
         return self.reading + self.writing + self.waiting
 
-    def open(self, handled: bool = True) -> ConnStat:
-        """A connection was accepted: returns its tracker, in WAITING."""
-        self.accepted += 1
-        if not handled:
-            return ConnStat(self, ConnState.CLOSED)
-        self.handled += 1
-        self.waiting += 1
-        return ConnStat(self, ConnState.WAITING)
-
-    def _move(self, old: ConnState, new: ConnState) -> None:
-        if old is not ConnState.CLOSED:
-            setattr(self, old.value, getattr(self, old.value) - 1)
-        if new is not ConnState.CLOSED:
-            setattr(self, new.value, getattr(self, new.value) + 1)
+    def snapshot(self) -> ConnTotals:
+        return self
 
 
 class ConnStat:
@@ -85,13 +141,13 @@ class ConnStat:
     def reading(self) -> None:
         """The first bytes of a request arrived: a request now exists."""
         if self.state is ConnState.WAITING:
-            self._counters.requests += 1
+            self._counters._count_request()
             self._go(ConnState.READING)
 
     def writing(self) -> None:
         """The request head is parsed; it is being processed (or tunnelled)."""
         if self.state is ConnState.WAITING:  # head arrived in one read
-            self._counters.requests += 1
+            self._counters._count_request()
         if self.state in (ConnState.WAITING, ConnState.READING):
             self._go(ConnState.WRITING)
 
@@ -111,8 +167,9 @@ class ConnStat:
 
 # -- stub_status --------------------------------------------------------------------
 
-def stub_status_body(c: ConnectionCounters) -> bytes:
+def stub_status_body(counters: ConnectionCounters | ConnTotals) -> bytes:
     """ngx_http_stub_status_handler's text, trailing spaces included."""
+    c = counters.snapshot()
     return (f"Active connections: {c.active} \n"
             "server accepts handled requests\n"
             f" {c.accepted} {c.handled} {c.requests} \n"
@@ -206,9 +263,10 @@ def _info(r: TunnelRecord, now: float) -> TunnelInfo:
 
 # -- the status page ----------------------------------------------------------------
 
-def _connections(c: ConnectionCounters | None) -> dict[str, int]:
-    if c is None:
+def _connections(counters: ConnectionCounters | ConnTotals | None) -> dict[str, int]:
+    if counters is None:
         return {}
+    c = counters.snapshot()
     return {"active": c.active, "accepted": c.accepted, "handled": c.handled,
             "requests": c.requests, "reading": c.reading, "writing": c.writing,
             "waiting": c.waiting}

@@ -33,6 +33,7 @@ from wsgate.proxy.relay import proxy
 from wsgate.proxy.reqbody import remove_body_file, store_body
 from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
 from wsgate.proxy.ssi_run import run_with_ssi, wants_ssi
+from wsgate.proxy.tryfiles import try_files
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
 from wsgate.proxy.wsfeatures import ending_message, refused_origin, route_of
@@ -46,7 +47,12 @@ class BodyTooLarge(Exception):
 
 
 class _ClientGone(Exception):
-    """The client closed or timed out while we read its body."""
+    """The client closed (400) or timed out (408) while we read its body; nginx
+    terminates the request without a response and logs that status."""
+
+    def __init__(self, status: int = 400) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class _BadBody(Exception):
@@ -255,10 +261,46 @@ class Downstream:
             self._send(ex, return_response(ex, code, text))
 
     async def _content(self, ex: Exchange) -> None:
+        conf = getattr(ex.location, "try_files", None)
+        if conf is not None and not await self._try_files(ex, conf):
+            return
         if wants_ssi(ex):
             await run_with_ssi(self, ex, self._content_plain)
         else:
             await self._content_plain(ex)
+
+    async def _try_files(self, ex: Exchange, conf: Any) -> bool:
+        """The precontent phase; True when this location's content handler runs."""
+        res = try_files(ex, conf)
+        if res.kind == "file":
+            ex.uri = ex.vars.uri = res.uri
+            return True
+        if res.kind == "code":
+            await self._error(ex, res.code)
+        elif res.kind == "named":
+            named = route.named_location(ex.server, res.uri)
+            if named is None:
+                self.log_error("error", f'could not find named location "{res.uri}"',
+                               ex, None)
+                await self._error(ex, 500)
+            else:
+                await self._go_named(ex, named)
+        else:
+            ex.vars.args = res.args
+            await self._internal_redirect(ex, res.uri)
+        return False
+
+    async def _go_named(self, ex: Exchange, named: Any) -> None:
+        """ngx_http_named_location: counts as a URI change (cycles end in 500)."""
+        changes = ex.extra.get("uri_changes", MAX_URI_CHANGES + 1) - 1
+        ex.extra["uri_changes"] = changes
+        if changes == 0:
+            self.log_error("error", "rewrite or internal redirection cycle while "
+                           f'redirect to named location "{named.pattern}"', ex, None)
+            await self._error(ex, 500)
+            return
+        if await self._phases(ex, named):
+            await self._content(ex)
 
     async def serve_subrequest(self, ex: Exchange) -> None:
         """An SSI `include virtual`: every phase, output to the current stream."""
@@ -292,9 +334,9 @@ class Downstream:
         except BodyTooLarge:
             ex.keep_alive = False
             await self._error(ex, 413)
-        except _ClientGone:
+        except _ClientGone as gone:
             ex.keep_alive = False
-            ex.status = ex.status or 400
+            ex.status = ex.status or gone.status
         except _BadBody:
             ex.keep_alive = False
             if ex.status == 0:        # nothing was answered yet
@@ -342,8 +384,8 @@ class Downstream:
             named = route.named_location(ex.server, target)
             if named is None:
                 await self._error(ex, 404)
-            elif await self._phases(ex, named):
-                await self._content(ex)
+            else:
+                await self._go_named(ex, named)
             return
         path, _, args = target.partition("?")
         ex.vars.args = args or None
@@ -448,8 +490,8 @@ class Downstream:
         return None
 
     async def _error(self, ex: Exchange, status: int) -> None:
-        if status == 444:
-            ex.status, ex.keep_alive = 444, False
+        if status in (444, 499):      # nginx closes without a response
+            ex.status, ex.keep_alive = status, False
             self.stream.abort()
             return
         page = self._error_page_for(ex, status)
@@ -549,7 +591,8 @@ class Downstream:
             except ReadTimeout:
                 self.log_error("info", "client timed out", ex, "reading client request body",
                                err=110)
-                raise _ClientGone() from None
+                ex.body_read = True
+                raise _ClientGone(408) from None
             try:
                 events, rest = reader.feed(data)
             except RemoteProtocolError as exc:

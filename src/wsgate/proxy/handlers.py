@@ -204,7 +204,9 @@ def error_response(ex: Exchange, status: int, *, location: bytes | None = None,
     head = local_head(status, tokens=tokens, keep_alive=alive,
                       keepalive_header=keepalive_header(ex),
                       content_type=b"text/html" if body else None,
-                      content_length=len(body) if body else None, extra=extra,
+                      # a code without a page: nginx says so with a zero length
+                      content_length=len(body) if body or status >= 400 else None,
+                      extra=extra,
                       location=location if relative else None)
     if ex.request.version == (0, 9):
         head = b""

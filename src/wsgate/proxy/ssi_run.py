@@ -28,13 +28,15 @@ _TYPES = (b"text/html",)       # ssi_types' default
 
 
 def wants_ssi(ex: Exchange) -> bool:
-    """Capture this request's output for SSI? (a main request asking to upgrade is
-    left alone: its 101 needs the real connection)."""
+    """Capture this request's output for SSI? (a main request that may be
+    upgraded by its proxy_pass is left alone: a 101 needs the real connection)."""
     if ex.extra.get("capturing") or ex.request.version == (0, 9):
         return False
-    if ex.request.upgrade is not None and not ex.extra.get("ssi_depth"):
+    loc = ex.location
+    if ex.request.upgrade is not None and getattr(loc, "proxy_pass", None) is not None \
+            and not ex.extra.get("ssi_depth"):
         return False
-    return bool(getattr(ex.location, "ssi", False))
+    return bool(getattr(loc, "ssi", False))
 
 
 async def run_with_ssi(dc: Any, ex: Exchange, content: Callable[[Exchange], Awaitable[None]]) -> None:

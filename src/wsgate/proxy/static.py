@@ -62,7 +62,8 @@ def map_uri(ex: Exchange, uri: str) -> str:
     if loc.alias is not None:
         alias = _render(loc.alias, ex)
         if loc.kind in ("regex", "regex_caseless"):
-            return alias
+            # try_files under a regex alias appends the URI (r->add_uri_to_alias)
+            return alias + uri if ex.extra.get("add_uri_to_alias") else alias
         return alias + uri[len(loc.pattern):]
     root = _render(loc.root or "html", ex)
     if not os.path.isabs(root):
