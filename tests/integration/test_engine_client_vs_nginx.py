@@ -83,7 +83,10 @@ http {
         location /tfcode/ { try_files $uri =418; }
         location /tfnamed/ { try_files /nothere @named; }
         location @named { return 200 "named $uri\n"; }
-        location /tfproxy/ { try_files /plain/x.html @named; proxy_pass http://127.0.0.1:{{port2}}/html/; }
+        location /tfproxy/ {
+            try_files /plain/x.html @named;
+            proxy_pass http://127.0.0.1:{{port2}}/html/;
+        }
         location /tfalias/ { alias {{root}}/plain/; try_files $uri =404; }
         location /tfloop/ { try_files /nothere /tfloop/again; }
         location /r418 { return 418; }

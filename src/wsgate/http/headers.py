@@ -7,6 +7,7 @@ filter's fixed order). Verified against real nginx 1.22.1 with a recording backe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from wsgate.http.events import Headers, Request, Response
@@ -95,13 +96,15 @@ def build_upstream_request(method: bytes, uri: bytes,
     an empty value are not sent; client headers whose name is set (even empty) are
     never forwarded; the rest follow in the client's order and case.
     """
-    merged = merge_set_headers(set_headers, proxy_host)
+    user, defaults, taken = _set_header_plan(tuple(name for name, _ in set_headers))
     lines = [b"%s %s HTTP/%s\r\n" % (method, uri, _version(http_version))]
-    taken: set[bytes] = set()
-    for name, value in merged:
-        bname = name.encode("latin-1")
-        taken.add(bname.lower())
+    for bname, (_, value) in zip(user, set_headers):
         rendered = _render(value, body_length, chunked)
+        if rendered:
+            lines.append(bname + b": " + rendered + b"\r\n")
+    for bname, value in defaults:
+        rendered = (proxy_host or "").encode("latin-1") if value == "$proxy_host" \
+            else _render(value, body_length, chunked)
         if rendered:
             lines.append(bname + b": " + rendered + b"\r\n")
     if pass_request_headers:
@@ -110,6 +113,20 @@ def build_upstream_request(method: bytes, uri: bytes,
                 lines.append(raw_name + b": " + raw_value + b"\r\n")
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _set_header_plan(names: tuple[str, ...]) -> tuple[
+        tuple[bytes, ...], tuple[tuple[bytes, str], ...], frozenset[bytes]]:
+    """What merge_set_headers decides from the names alone, once per set of names:
+    the user's names as bytes, the defaults still to add, every name taken."""
+    lowered = {name.lower() for name in names}
+    defaults = tuple((name.encode("latin-1"), value)
+                     for name, value in NGINX_DEFAULT_SET_HEADERS
+                     if name.lower() not in lowered)
+    user = tuple(name.encode("latin-1") for name in names)
+    taken = frozenset(b.lower() for b in user) | frozenset(b.lower() for b, _ in defaults)
+    return user, defaults, taken
 
 
 def filter_upstream_response_headers(headers: Headers, hide: Iterable[bytes] = (),
@@ -124,9 +141,15 @@ def filter_upstream_response_headers(headers: Headers, hide: Iterable[bytes] = (
     ordinary field for nginx: it is copied (the 101 tunnel needs it).
     """
     del is_101  # nginx copies the same fields for a 101; Connection is rewritten
+    skip = _not_copied(tuple(hide), tuple(pass_))
+    return [(name, value) for name, value in headers if name.lower() not in skip]
+
+
+@functools.lru_cache(maxsize=256)
+def _not_copied(hide: tuple[bytes, ...], pass_: tuple[bytes, ...]) -> frozenset[bytes]:
+    """Every lowercased name not copied, once per proxy_hide/pass_header pair."""
     hidden = (NGINX_HIDE_HEADERS | {h.lower() for h in hide}) - {p.lower() for p in pass_}
-    return [(name, value) for name, value in headers
-            if name.lower() not in hidden and name.lower() not in _NOT_COPIED]
+    return frozenset(hidden | _NOT_COPIED)
 
 
 def _last(headers: Headers, lname: bytes) -> bytes | None:

@@ -29,13 +29,14 @@ from wsgate.proxy import route
 from wsgate.proxy.context import ConnInfo, Exchange, make_exchange, server_tokens
 from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers, \
     error_response, keepalive_header, local_head, return_response
+from wsgate.proxy.keepalive import location_keeps_alive
 from wsgate.proxy.relay import proxy
 from wsgate.proxy.reqbody import remove_body_file, store_body
 from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
 from wsgate.proxy.ssi_run import run_with_ssi, wants_ssi
-from wsgate.proxy.tryfiles import try_files
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
+from wsgate.proxy.tryfiles import try_files
 from wsgate.proxy.wsfeatures import ending_message, refused_origin, route_of
 from wsgate.proxy.wstunnel import WsTunnelStats
 
@@ -188,7 +189,7 @@ class Downstream:
         ex.location = m.location
         if m.regex_match is not None:
             ex.vars.set_captures(m.regex_match)
-        if ex.keep_alive and not _location_keeps_alive(ex, self.conn):
+        if ex.keep_alive and not location_keeps_alive(ex, self.conn):
             ex.keep_alive = False
         return m
 
@@ -540,6 +541,7 @@ class Downstream:
         ex.keep_alive = resp.keep_alive and ex.keep_alive
         if ex.request.version == (0, 9):
             head = b""            # an HTTP/0.9 client gets the body alone
+        ex.vars.response_headers = _head_fields(head)    # $sent_http_*
         self.stream.write(head)
         self.stream.write(resp.body)
         ex.bytes_sent += len(head) + len(resp.body)
@@ -619,9 +621,9 @@ class Downstream:
         """Body bytes nginx would have read together with the head: what is
         buffered now, bounded by the header buffer the head was read into."""
         req, server = ex.request, self.group.default
-        size = server.client_header_buffer_size
+        size = int(server.client_header_buffer_size)
         if req.raw_head_len > size:
-            size = server.large_client_header_buffers[1]
+            size = int(server.large_client_header_buffers[1])
         room = max(0, size - req.raw_head_len)
         if req.content_length is not None:
             room = min(room, req.content_length)
@@ -664,37 +666,10 @@ class Downstream:
             self.stream.close()
 
 
-def _location_keeps_alive(ex: Exchange, conn: ConnInfo) -> bool:
-    """ngx_http_update_location_config: the location may end keep-alive
-    (keepalive_timeout 0, keepalive_requests, keepalive_time, keepalive_disable)."""
-    loc = ex.location
-    if loc.keepalive_timeout[0] <= 0 or conn.requests >= loc.keepalive_requests:
-        return False
-    if time.time() - conn.started > loc.keepalive_time:
-        return False
-    disabled = loc.keepalive_disable
-    if "none" in disabled:
-        return True
-    agent = _user_agent(ex)
-    if "msie6" in disabled and ex.request.method == b"POST" and agent[0]:
-        return False
-    return not ("safari" in disabled and agent[1])
-
-
-def _user_agent(ex: Exchange) -> tuple[bool, bool]:
-    """(msie6, safari) as ngx_http_process_user_agent classifies the agent."""
-    ua = _header(ex, "user-agent") or ""
-    msie6 = False
-    at = ua.find("MSIE ")
-    msie = at >= 0 and at + 7 < len(ua)
-    if msie and ua[at + 6] == ".":
-        digit = ua[at + 5]
-        msie6 = digit in "45" or digit == "6" and "SV1" not in ua[at + 8:]
-    if "Opera" in ua:
-        return False, False
-    safari = not msie and "Gecko/" not in ua and "Chrome/" not in ua \
-        and "Safari/" in ua and "Mac OS X" in ua
-    return msie6, safari
+def _head_fields(head: bytes) -> list[tuple[str, str]]:
+    """The (name, value) fields of a response head we wrote."""
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return [(n, v) for n, _, v in (line.partition(": ") for line in lines) if n]
 
 
 def _has_body(request: Request) -> bool:
@@ -748,5 +723,5 @@ def _host(request: Request) -> str | None:
 
 def _name(server: Any) -> str:
     for name in server.server_names:
-        return name
+        return str(name)
     return ""

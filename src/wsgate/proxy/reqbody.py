@@ -2,9 +2,10 @@
 ngx_http_read_client_request_body and its `$request_body`/`$request_body_file`).
 
 nginx keeps a body in memory when it fits `client_body_buffer_size` (or, beyond
-what was read with the head, 1.25 times it), and only then is `$request_body` set; a larger body (or any body with `client_body_in_file_only
-on|clean`) goes to a file under `client_body_temp_path`, named by a 10-digit
-sequence number, and `$request_body_file` names it. The file is removed when the
+what was read with the head, 1.25 times it), and only then is `$request_body`
+set; a larger body (or any body with `client_body_in_file_only on|clean`) goes
+to a file under `client_body_temp_path`, named by a 10-digit sequence number,
+and `$request_body_file` names it. The file is removed when the
 request ends unless `client_body_in_file_only on` asks to keep it.
 """
 

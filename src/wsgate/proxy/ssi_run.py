@@ -39,7 +39,8 @@ def wants_ssi(ex: Exchange) -> bool:
     return bool(getattr(loc, "ssi", False))
 
 
-async def run_with_ssi(dc: Any, ex: Exchange, content: Callable[[Exchange], Awaitable[None]]) -> None:
+async def run_with_ssi(dc: Any, ex: Exchange,
+                       content: Callable[[Exchange], Awaitable[None]]) -> None:
     """Run `content(ex)` captured, then send the (SSI-processed) result."""
     real = dc.stream
     cap = CaptureStream(real)

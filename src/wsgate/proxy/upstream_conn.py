@@ -151,11 +151,13 @@ def _bracket(host: str | None) -> str:
 async def open_peer(sockaddr: Any, timeout: float | None) -> UpstreamStream:
     """Connect to one peer address; raises OSError or asyncio.TimeoutError."""
     loop = asyncio.get_running_loop()
-    if isinstance(sockaddr, str):
-        coro = loop.create_unix_connection(UpstreamStream, sockaddr)
-    else:
-        coro = loop.create_connection(UpstreamStream, sockaddr[0], sockaddr[1])
-    _, stream = await asyncio.wait_for(coro, timeout)
+    # asyncio.timeout, not wait_for: no extra task per connect (measured per handshake)
+    async with asyncio.timeout(timeout):
+        if isinstance(sockaddr, str):
+            _, stream = await loop.create_unix_connection(UpstreamStream, sockaddr)
+        else:
+            _, stream = await loop.create_connection(UpstreamStream, sockaddr[0],
+                                                     sockaddr[1])
     return stream
 
 
