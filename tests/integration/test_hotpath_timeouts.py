@@ -40,6 +40,12 @@ http {
             proxy_read_timeout 1s;
             proxy_connect_timeout 1s;
         }
+        location /nb/ {
+            proxy_pass http://127.0.0.1:{{backend}};
+            proxy_http_version 1.1;
+            proxy_read_timeout 1s;
+            proxy_buffering off;
+        }
         location = /r { return 200 "r\\n"; }
     }
 }
@@ -114,13 +120,20 @@ def test_read_timeout_before_head_is_504(wsgate_server, stalling) -> None:  # no
     assert took >= 0.95
 
 
-def test_read_timeout_mid_body_sends_head_then_closes(wsgate_server, stalling) -> None:  # noqa: F811
-    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+# With proxy_buffering on, nginx holds a head until body bytes come (its output
+# chain); with it off the head is flushed at once. Either way what arrived goes out
+# before the timeout.
+@pytest.mark.parametrize(("first", "uri"), [(b"abc", b"/x"), (b"abc", b"/nb/x"),
+                                            (b"", b"/nb/x")],
+                         ids=["head+bytes", "head+bytes-unbuffered", "head-alone-unbuffered"])
+def test_read_timeout_mid_body_sends_head_then_closes(wsgate_server, stalling,  # noqa: F811
+                                                      first: bytes, uri: bytes) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n" + first
     srv = _start(wsgate_server, stalling, reply)
     with RawClient.connect("127.0.0.1", srv.port, timeout=10) as c:
         start = time.monotonic()
-        c.send(GET)
-        head = c.read_until_marker(b"abc", timeout=0.9)   # well before the timeout
+        c.send(GET.replace(b"/x", uri))
+        head = c.read_until_marker(b"\r\n\r\n" + first, timeout=0.9)  # before the timeout
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"Content-Length: 10\r\n" in head
         rest = c.read_until_eof(timeout=10)
@@ -177,3 +190,50 @@ def test_connect_timeout_is_504(wsgate_server) -> None:  # noqa: F811
         for s in fillers:
             s.close()
         lsock.close()
+
+
+class _Conn:
+    """The least a pooled connection is (upstream_conn.UpstreamStream's fields)."""
+
+    def __init__(self) -> None:
+        self.requests = 1
+        self.started = time.monotonic()
+        self.pool = None
+        self.pool_key = None
+        self.closed_at: float | None = None
+
+    def close(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.monotonic()
+
+    def reusable_now(self) -> bool:
+        return self.closed_at is None
+
+
+def test_pool_closes_each_idle_connection_after_keepalive_timeout() -> None:
+    import asyncio
+
+    from wsgate.proxy.pool import Pool
+
+    async def scenario() -> tuple[list[_Conn], float]:
+        pool = Pool(size=8, requests=100, max_time=3600, timeout=0.3)
+        t0 = time.monotonic()
+        a, b, c = _Conn(), _Conn(), _Conn()
+        assert pool.put(a, "k", t0)
+        await asyncio.sleep(0.15)
+        assert pool.put(b, "k", time.monotonic())
+        assert pool.put(c, "other", time.monotonic())
+        assert pool.get("other") is c            # taken out: never expires
+        for _ in range(40):                      # <= 2 s
+            if a.closed_at is not None and b.closed_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert len(pool) == 0
+        pool.close()
+        return [a, b, c], t0
+
+    (a, b, c), t0 = asyncio.run(scenario())
+    assert a.closed_at is not None and b.closed_at is not None
+    assert 0.29 <= a.closed_at - t0 < 1.0
+    assert 0.44 <= b.closed_at - t0 < 1.2      # its own 0.3 s, from when it was cached
+    assert c.closed_at is None

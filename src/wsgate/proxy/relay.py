@@ -594,7 +594,9 @@ def _client_framing(ex: Exchange, resp: Response, kind: str) -> tuple[bool, int 
         length = resp.content_length if ex.head_request else None
         if resp.status in (204, 304) or resp.status < 200:
             length = None
-        return False, length, True
+        # A 101 the client did not ask for: the upstream has switched protocols, so
+        # nothing after it on either connection is HTTP any more; nginx closes.
+        return False, length, resp.status != 101
     if kind == "length":
         return False, resp.content_length, True
     if req.version >= (1, 1):
@@ -641,7 +643,7 @@ def _keep_upstream(px: Any, up: UpstreamStream, resp: Response) -> None:
     """Return a fully read connection to the pool, if the upstream allowed it
     (nginx's u->keepalive: HTTP/1.1 and no `Connection: close`)."""
     pool = px.target.group.pool
-    if pool is None or resp.version < (1, 1) or resp.connection_close:
+    if pool is None or resp.version < (1, 1) or resp.connection_close or resp.status == 101:
         return
     peer = px.pick.current
     if peer is not None:
@@ -656,42 +658,44 @@ async def _pump(dc: Any, ex: Exchange, up: Stream, reader: Any, writer: Any,
     flushes each read; `on` may coalesce, and this does no worse), and reading waits
     while the client's write buffer is above its high-water mark, so memory stays
     bounded. `head` (the response head, already counted in ex.bytes_sent) goes out
-    with the first body bytes when they are already here: one send instead of two,
-    as nginx's writev; when the body must be waited for, the head goes first."""
+    with the first body bytes: one send instead of two, as nginx's writev. With
+    proxy_buffering off and no body bytes yet, the head goes first; with it on, the
+    head waits for the body, so a body that fails before its first bytes sends the
+    client nothing, as nginx (whose header sits in its output chain) does."""
     loc = ex.location
     client = dc.stream
-    try:
-        while True:
-            if head and not up.buffer and not up.eof:
-                client.write(head)
-                head = b""
-            try:
-                data = await up.read(loc.proxy_read_timeout)
-            except ReadTimeout:
-                dc.log_error("error", "upstream timed out", ex,
-                             "reading upstream", err=110, upstream=ex.upstream_url)
-                return False
-            attempt.bytes_received += len(data)
-            try:
-                events, rest = reader.feed(data)
-            except RemoteProtocolError as exc:
-                dc.log_error("error", str(exc), ex, "reading upstream",
-                             upstream=ex.upstream_url)
-                return False
-            out, done = _body_out(ex, events, writer, attempt)
-            if head:
-                out, head = head + out, b""
-            client.write(out)
-            if done:
-                if rest:
-                    up.unread(rest)      # extra bytes: the connection is not reusable
-                return True
-            if client.lost:
-                return False
-            await client.drain(loc.send_timeout)
-    finally:
-        if head:
+    while True:
+        # With proxy_buffering on (nginx's default) the head waits for the first
+        # body bytes, as nginx's output chain holds it: a body that fails to parse
+        # then reaches the client as nothing at all, not as a cut 200. With
+        # buffering off nginx flushes the head at once.
+        if head and not up.buffer and not up.eof and not loc.proxy_buffering:
             client.write(head)
+            head = b""
+        try:
+            data = await up.read(loc.proxy_read_timeout)
+        except ReadTimeout:
+            dc.log_error("error", "upstream timed out", ex,
+                         "reading upstream", err=110, upstream=ex.upstream_url)
+            return False
+        attempt.bytes_received += len(data)
+        try:
+            events, rest = reader.feed(data)
+        except RemoteProtocolError as exc:
+            dc.log_error("error", str(exc), ex, "reading upstream",
+                         upstream=ex.upstream_url)
+            return False
+        out, done = _body_out(ex, events, writer, attempt)
+        if head:
+            out, head = head + out, b""
+        client.write(out)
+        if done:
+            if rest:
+                up.unread(rest)      # extra bytes: the connection is not reusable
+            return True
+        if client.lost:
+            return False
+        await client.drain(loc.send_timeout)
 
 
 def _body_out(ex: Exchange, events: list[Any], writer: Any,
