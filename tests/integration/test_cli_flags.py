@@ -91,8 +91,8 @@ def test_capital_v_is_parseable_like_nginx_tests_does() -> None:
     }.items()}
     assert has == {"http": True, "proxy": True, "map": True, "upstream_keepalive": True,
                    "upstream_least_conn": True, "rewrite": True, "gzip": False,
-                   "ssi": True, "access": False, "cache": False, "stream": False, "sni": False,
-                   "stub_status": True, "http_ssl": False}
+                   "ssi": True, "access": False, "cache": False, "stream": False, "sni": True,
+                   "stub_status": True, "http_ssl": True}
 
 
 @pytest.mark.parametrize("flag", ["-h", "-?"])

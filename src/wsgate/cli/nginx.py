@@ -24,6 +24,7 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -93,7 +94,7 @@ MODULES: tuple[Module, ...] = (
     Module("http_upstream_random_module", True, True),
     Module("http_upstream_keepalive_module", True, True),
     Module("http_upstream_zone_module", True, True),
-    Module("http_ssl_module", False, False),
+    Module("http_ssl_module", False, True),
     Module("http_v2_module", False, False),
     Module("http_realip_module", False, False),
     Module("http_addition_module", False, False),
@@ -229,6 +230,8 @@ def version_text(opts: Options) -> str:
     if opts.show_configure:
         lines.append(f"built by {_python_build()}")
         lines.append(f"built with {_libraries()}")
+        lines.append(f"built with {ssl.OPENSSL_VERSION}")
+        lines.append("TLS SNI support enabled")
         lines.append(f"configure arguments: {configure_arguments()}")
     return "\n".join(lines) + "\n"
 
@@ -390,6 +393,12 @@ def _load(opts: Options, paths: Paths, log: ErrorLog) -> Any:
         _syntax_ok(opts, paths)
         log.write(exc.level or "emerg", str(exc))
         return None
+    except ConfigError as exc:
+        log.write(exc.level or "emerg", str(exc))
+        return None
+    try:   # certificates and keys: nginx's messages, before "syntax is ok"
+        from wsgate.tls import check_config
+        check_config(cfg, warn=warn)
     except ConfigError as exc:
         log.write(exc.level or "emerg", str(exc))
         return None

@@ -64,7 +64,7 @@ class VarContext:
     """
 
     __slots__ = (
-        "method", "request_uri", "uri", "args", "server_protocol", "request_line",
+        "ssl", "method", "request_uri", "uri", "args", "server_protocol", "request_line",
         "headers", "host", "remote_addr", "remote_port", "server_addr", "server_port",
         "server_name", "scheme", "https", "status", "start_time", "now",
         "bytes_sent", "body_bytes_sent", "request_length", "connection",
@@ -120,6 +120,7 @@ class VarContext:
         self.ws_close_reason: str | None = None
         self.ws_closed_by: str | None = None
         self.ws_duration: float | None = None
+        self.ssl: dict[str, str | None] = {}   # $ssl_* of a TLS connection
         self.connection_start: float | None = None   # epoch seconds of the accept
         self.pipelined = False                        # head read from a pipeline
         self.request_body_file: str | None = None
@@ -357,6 +358,17 @@ def _request_time(ctx: VarContext) -> str:
     return _msec(max(ms, 0) / 1000)
 
 
+# ngx_http_ssl_module's variables (values: wsgate.tls.variables; a test keeps the
+# two lists equal).
+SSL_VARIABLES = ("ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused",
+                 "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify",
+                 "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_cert",
+                 "ssl_client_raw_cert", "ssl_client_serial", "ssl_client_fingerprint",
+                 "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
+                 "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy",
+                 "ssl_client_escaped_cert", "ssl_ciphers")
+
+
 def _builtins() -> dict[str, Getter]:
     table: dict[str, Getter] = {
         "host": _host,
@@ -412,6 +424,8 @@ def _builtins() -> dict[str, Getter]:
         "ws_closed_by": lambda c: c.ws_closed_by,
         "ws_duration": lambda c: None if c.ws_duration is None else _msec(c.ws_duration),
     }
+    for name in SSL_VARIABLES:         # filled by wsgate.tls.variables.tls_variables
+        table[name] = (lambda n: lambda c: c.ssl.get(n))(name)
     for name, fmt in _UPSTREAM_FORMATS.items():
         table[name] = (lambda f: lambda c: _upstream_list(c, f))(fmt)
     return table

@@ -133,10 +133,14 @@ def load_again(conf_file: str, prefix: str | None, globals_: str | None,
         log.write(finding.level or "warn", str(finding))
     try:
         if text is not None:
-            return load_config_text(text, name=conf_file, prefix=prefix, globals_=globals_,
-                                    resolve=resolve, warn=warn)
-        return load_config(conf_file, prefix=prefix, globals_=globals_, resolve=resolve,
-                           warn=warn)
+            cfg = load_config_text(text, name=conf_file, prefix=prefix, globals_=globals_,
+                                   resolve=resolve, warn=warn)
+        else:
+            cfg = load_config(conf_file, prefix=prefix, globals_=globals_, resolve=resolve,
+                              warn=warn)
+        from wsgate.tls import check_config
+        check_config(cfg, warn=warn)   # a bad certificate keeps the old generation
+        return cfg
     except ConfigError as exc:
         log.write(exc.level or "emerg", str(exc))
         return None

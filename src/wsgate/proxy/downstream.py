@@ -36,6 +36,8 @@ from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
 from wsgate.proxy.ssi_run import run_with_ssi, wants_ssi
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
+from wsgate.tls.serving import request_check
+from wsgate.tls.variables import tls_variables
 from wsgate.proxy.tryfiles import try_files
 from wsgate.proxy.wsfeatures import ending_message, refused_origin, route_of
 from wsgate.proxy.wstunnel import WsTunnelStats
@@ -78,6 +80,8 @@ class Downstream:
         self.conn = conn
         self.idle = True
         self.tunnel: Any = None
+        self.tls_port = False            # accepted on a `listen ... ssl` socket
+        self._tls_vars: dict[str, str | None] | None = None
         self.stat = runtime.metrics.connections.open()  # stub_status's states
         # the last request's location decides the idle wait (ngx_http_set_keepalive)
         self.keepalive_timeout: float = group.default.root.keepalive_timeout[0]
@@ -129,10 +133,30 @@ class Downstream:
         ex.vars.pipelined = pipelined
         if m is not None:
             ex.vars.set_captures(m)
+        if self.tls_port and not await self._tls_request(ex):
+            return await self._finish(ex)
         if self.runtime.closing:
             ex.keep_alive = False
         await self._serve(ex)
         return await self._finish(ex)
+
+    async def _tls_request(self, ex: Exchange) -> bool:
+        """$https/$scheme/$ssl_*, then nginx's TLS refusals (497/495/496 as 400 pages,
+        through error_page); False when a response was sent."""
+        transport = self.stream.transport
+        sslobj = transport.get_extra_info("ssl_object") if transport else None
+        if sslobj is not None:
+            if self._tls_vars is None:
+                self._tls_vars = tls_variables(sslobj)
+            ex.vars.scheme, ex.vars.https = "https", True
+            ex.vars.ssl = self._tls_vars
+        check = request_check(True, ex.server, sslobj, ex.vars.host or "")
+        if check is None:
+            return True
+        self.log_error("info", check.log, ex, "reading client request headers")
+        ex.keep_alive = False
+        await self._error(ex, check.status)
+        return False
 
     async def _read_head(self, started: float) -> Request | None:
         default = self.group.default

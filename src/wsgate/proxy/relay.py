@@ -41,6 +41,7 @@ from wsgate.proxy.handlers import absolute_location, connection_field, header_fi
     keepalive_header
 from wsgate.proxy.stream import ReadTimeout, Stream
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
+from wsgate.tls.serving import UpstreamHandshakeError, open_tls_peer
 from wsgate.proxy.upstream_conn import Target, UpstreamStream, connect_error_message, \
     open_peer, resolve_target
 from wsgate.upstream import (
@@ -281,7 +282,12 @@ class _Proxying:
         self.cached = up is not None
         if up is None:
             try:
-                up = await open_peer(peer.sockaddr, self.ex.location.proxy_connect_timeout)
+                up = await self._open(peer)
+            except UpstreamHandshakeError as exc:
+                self.dc.log_error("error", exc.message, self.ex, "SSL handshaking to upstream",
+                                  upstream=self.ex.upstream_url)
+                self._failed(attempt, 502, t0)
+                raise _Next(FailureKind.ERROR) from None
             except (OSError, asyncio.TimeoutError) as exc:
                 timeout = isinstance(exc, asyncio.TimeoutError)
                 msg, err = connect_error_message(exc)
@@ -293,6 +299,17 @@ class _Proxying:
         attempt.connect_time = time.monotonic() - t0
         up.requests += 1
         return up  # type: ignore[return-value]
+
+    async def _open(self, peer: Peer) -> UpstreamStream:
+        """A new connection to `peer`: TLS for https:// (wsgate.tls.serving)."""
+        timeout = self.ex.location.proxy_connect_timeout
+        tls = self.dc.runtime.tls.upstream(self.ex.location) \
+            if self.target.scheme == "https" else None
+        if tls is None:
+            return await open_peer(peer.sockaddr, timeout)
+        _, up = await open_tls_peer(UpstreamStream, peer.sockaddr, timeout, tls, peer.name,
+                                    self.target.proxy_host, self.ex.vars)
+        return up  # type: ignore[no-any-return]
 
     @staticmethod
     def _failed(attempt: UpstreamAttempt, status: int, t0: float) -> None:

@@ -25,6 +25,8 @@ from wsgate.proxy.downstream import Downstream
 from wsgate.proxy.wsfeatures import WsPlan, route_kept, start_drain
 from wsgate.proxy.route import AddressServers
 from wsgate.proxy.stream import Stream
+from wsgate.tls.accept import start_tls_serving
+from wsgate.tls.serving import ServingTLS
 
 __all__ = ["Runtime", "Worker", "listen_key", "group_servers"]
 
@@ -79,6 +81,7 @@ class Runtime:
         http = cfg.http
         self.servers = http.servers if http is not None else ()
         self.groups = group_servers(self.servers)
+        self.tls = ServingTLS(cfg, self.groups)   # contexts built once per load
         self.upstreams = dict(http.upstreams) if http is not None else {}
         self.access = AccessLogs(http)
         self.access.open_all(_all_locations(self.servers))
@@ -192,6 +195,13 @@ class Worker:
             if key in self.servers:
                 continue
             spec = self.specs[key]
+            if self.runtime.tls.is_ssl(key):
+                # peek one byte, then TLS or plain (497): wsgate.tls.accept
+                self.servers[key] = await start_tls_serving(  # type: ignore[assignment]
+                    self.sockets[key], lambda k=key: self._accept(k),
+                    lambda k=key: self._tls_context(k),
+                    lambda k=key: self._tls_timeout(k), self.log.write)
+                continue
             self.servers[key] = await listen_mod.start_serving(
                 self.sockets[key], lambda k=key: self._accept(k), backlog=spec.backlog)
 
@@ -246,6 +256,12 @@ class Worker:
         limit = self.runtime.cfg.worker_connections if self.runtime is not None else None
         return bool(limit) and self.live + len(self.servers) >= limit
 
+    def _tls_context(self, key: Any) -> Any:
+        return self.runtime.tls.context(key) if self.runtime is not None else None
+
+    def _tls_timeout(self, key: Any) -> float:
+        return self.runtime.tls.header_timeout(key) if self.runtime is not None else 60.0
+
     def _accept(self, key: Any) -> asyncio.Protocol:
         runtime = self.runtime
         assert runtime is not None
@@ -268,6 +284,7 @@ class Worker:
             return
         conn = ConnInfo(next(self.numbers), *_addr(peer, "unix:"), *_addr(local, "unix:"))
         dc = Downstream(runtime, group, stream, conn)
+        dc.tls_port = runtime.tls.is_ssl(key)
         runtime.connections.add(dc)
         self.live += 1
         task = asyncio.get_running_loop().create_task(dc.run())

@@ -53,7 +53,9 @@ class Stream(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        return True
+        # TLS cannot half-close: True would only make asyncio warn (it closes anyway)
+        get = getattr(self.transport, "get_extra_info", None)
+        return get is None or get("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

@@ -113,7 +113,10 @@ class _Leg(asyncio.Protocol):
     def eof_received(self) -> bool:
         if not self.eof:  # uvloop may report EOF again after resume_reading()
             self.tunnel._on_eof(self)
-        return True  # keep the write side open; the tunnel decides when to close
+        # keep the write side open; the tunnel decides when to close (not on TLS,
+        # which cannot half-close: there True would only make asyncio warn)
+        get = getattr(self.transport, "get_extra_info", None)
+        return get is None or get("sslcontext") is None
 
     def pause_writing(self) -> None:
         self.peer.transport.pause_reading()

@@ -86,14 +86,15 @@ def _split_url(url: str) -> tuple[str, str, str | None]:
     return scheme, rest[:slash], rest[slash:]
 
 
-def _authority(authority: str) -> tuple[str | None, int | None, str | None]:
+def _authority(authority: str, default: int = 80) -> tuple[str | None, int | None,
+                                                          str | None]:
     if authority.startswith("unix:"):
         return None, None, authority[5:]
     if authority.startswith("["):
         host, _, port = authority[1:].partition("]")
-        return host, int(port[1:]) if port.startswith(":") else 80, None
+        return host, int(port[1:]) if port.startswith(":") else default, None
     host, colon, port = authority.partition(":")
-    return host, int(port) if colon and port.isdigit() else 80, None
+    return host, int(port) if colon and port.isdigit() else default, None
 
 
 def _request_uri(ex: Exchange, pp_uri: str | None, loc_len: int) -> bytes:
@@ -120,7 +121,7 @@ def resolve_target(ex: Exchange, runtime: Any) -> Target:
         scheme, authority, uri_part = _split_url(pp.template.render(ex.vars))
         uri = uri_part.encode("latin-1") if uri_part is not None else (
             _request_uri(ex, None, 0))
-        host, port, unix = _authority(authority)
+        host, port, unix = _authority(authority, 443 if scheme == "https" else 80)
         name = authority
     else:
         scheme = getattr(pp, "scheme", "http") or "http"
@@ -132,11 +133,12 @@ def resolve_target(ex: Exchange, runtime: Any) -> Target:
         name = None
     if unix is not None:
         return Target(groups.unix(unix), "localhost", "", uri, scheme)
+    default = 443 if scheme == "https" else 80
     named = groups.named(host or "") if port is None or pp.template is not None else None
     if named is not None:
-        return Target(named, host or "", "80", uri, scheme)
-    port = port if port is not None else 80
-    proxy_host = name or (host if port == 80 else f"{_bracket(host)}:{port}")
+        return Target(named, host or "", str(default), uri, scheme)
+    port = port if port is not None else default
+    proxy_host = name or (host if port == default else f"{_bracket(host)}:{port}")
     try:
         group = groups.implied(host or "", port)
     except ValueError:
