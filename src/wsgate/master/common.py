@@ -8,6 +8,7 @@ Nothing here prints or exits; failures are logged on the ErrorLog given.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
@@ -189,3 +190,27 @@ def drop_privileges(cfg: Any, log: ErrorLog) -> bool:
         log.write("emerg", f"setuid({pw.pw_uid}) failed", err=exc.errno)
         return False
     return True
+
+
+class ServingLoop:
+    """What the single-process runner and a worker process share: the stop future
+    that signals resolve, and the once-a-second housekeeping. Subclasses set
+    `self.worker` (a proxy.server.Worker) and `self.stop` (a future or None)."""
+
+    worker: Any
+    stop: "asyncio.Future[str] | None"
+
+    def _stop(self, how: str) -> None:
+        if self.stop is None:
+            return
+        if not self.stop.done():
+            self.stop.set_result(how)
+        elif how == "fast":
+            self.worker.fast()          # TERM during a graceful drain: drop it all now
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.worker.prune()
+            for rt in self.worker.runtimes():
+                rt.access.tick()

@@ -54,7 +54,7 @@ def run(cfg: Any, *, prefix: str | None = None, conf_file: str | None = None,
         common.remove_pid(cfg.pid)
 
 
-class _Single:
+class _Single(common.ServingLoop):
     """`master_process off`: one process serves and takes the signals itself."""
 
     def __init__(self, cfg: Any, prefix: str | None, conf_file: str, globals_: str | None,
@@ -99,25 +99,10 @@ class _Single:
             loop.remove_signal_handler(signum)
         log.write("notice", "exit")
 
-    def _stop(self, how: str) -> None:
-        if self.stop is None:
-            return
-        if not self.stop.done():
-            self.stop.set_result(how)
-        elif how == "fast":
-            self.worker.fast()          # TERM during a graceful drain: drop it all now
-
     def _reopen(self) -> None:
         self.worker.log.write("notice", "signal 10 (SIGUSR1) received, reopening logs")
         common.reopen_error_log(self.worker.log)
         self.worker.reopen_logs()
-
-    async def _prune(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self.worker.prune()
-            for rt in self.worker.runtimes():
-                rt.access.tick()
 
     async def _reload(self) -> None:
         log = self.worker.log

@@ -34,7 +34,7 @@ HANDLED = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal
            signal.SIGCHLD)
 
 
-class WorkerProcess:
+class WorkerProcess(common.ServingLoop):
     """One worker's life, from the fork to `os._exit` (see the module docstring)."""
 
     def __init__(self, cfg: Any, worker: Worker, chan: socket.socket, conf_file: str,
@@ -101,24 +101,9 @@ class WorkerProcess:
             sock.close()
         self.worker.sockets.clear()
 
-    def _stop(self, how: str) -> None:
-        if self.stop is None:
-            return
-        if not self.stop.done():
-            self.stop.set_result(how)
-        elif how == "fast":
-            self.worker.fast()          # TERM during a graceful drain: drop it all now
-
     def _reopen(self) -> None:
         common.reopen_error_log(self.worker.log)
         self.worker.reopen_logs()
-
-    async def _prune(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self.worker.prune()
-            for rt in self.worker.runtimes():
-                rt.access.tick()
 
     def _on_channel(self) -> None:
         message, fds = channel.receive(self.chan)
