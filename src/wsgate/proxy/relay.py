@@ -39,7 +39,7 @@ from wsgate.http.response import ResponseHeadParser, response_body_kind
 from wsgate.proxy.context import Exchange, server_tokens
 from wsgate.proxy.handlers import absolute_location, connection_field, header_filter, \
     keepalive_header
-from wsgate.proxy.stream import ReadTimeout, Stream
+from wsgate.proxy.stream import PeerClosed, ReadTimeout, Stream
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
 from wsgate.tls.serving import UpstreamHandshakeError, open_tls_peer
 from wsgate.proxy.upstream_conn import Target, UpstreamStream, connect_error_message, \
@@ -266,6 +266,16 @@ class _Proxying:
             await self._send(up, attempt)
             self.action = "reading response header from upstream"
             resp = await self._read_head(up, attempt, t0)
+        except PeerClosed:
+            # ngx_http_upstream_check_broken_connection: the client closed while we
+            # waited for the head: 499, no header time, nothing sent.
+            self.dc.log_error("info", "client prematurely closed connection, so upstream "
+                              "connection is closed too", ex, self.action,
+                              upstream=ex.upstream_url)
+            attempt.response_time = time.monotonic() - t0
+            up.close()
+            self.release(peer, Outcome.OK)
+            return ProxyResult(status=499)
         except _Next:
             up.close()
             raise
@@ -369,6 +379,18 @@ class _Proxying:
                          t0: float) -> Response:
         loc = self.ex.location
         parser = ResponseHeadParser(loc.proxy_buffer_size, strict=True)
+        client = self.dc.stream
+        if client.eof and not client.buffer:
+            raise PeerClosed()
+        client.eof_watcher = up
+        try:
+            return await self._read_head_loop(up, parser, attempt, t0)
+        finally:
+            client.eof_watcher = None
+
+    async def _read_head_loop(self, up: UpstreamStream, parser: ResponseHeadParser,
+                              attempt: UpstreamAttempt, t0: float) -> Response:
+        loc = self.ex.location
         while True:
             try:
                 data = await up.read(loc.proxy_read_timeout)

@@ -23,6 +23,11 @@ class StreamClosed(Exception):
     """The connection was lost (reset or closed by us) while waiting."""
 
 
+class PeerClosed(Exception):
+    """The watched peer (the client, while we wait for the upstream's head) reached
+    EOF with nothing left to read: nginx's broken-connection check (recv() == 0)."""
+
+
 class Stream(asyncio.Protocol):
     """Bytes in through `read()`, out through `write()`/`drain()`."""
 
@@ -37,6 +42,8 @@ class Stream(asyncio.Protocol):
         self._paused = False
         self._write_paused = False
         self.on_lost: object = None
+        # A stream whose current wait our EOF interrupts (see PeerClosed).
+        self.eof_watcher: "Stream | None" = None
 
     # -- protocol callbacks --------------------------------------------------------
 
@@ -53,6 +60,7 @@ class Stream(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
+        self._tell_watcher()
         # TLS cannot half-close: True would only make asyncio warn (it closes anyway)
         get = getattr(self.transport, "get_extra_info", None)
         return get is None or get("sslcontext") is None
@@ -65,6 +73,15 @@ class Stream(asyncio.Protocol):
             self._drain.set_result(None)
         if callable(self.on_lost):
             self.on_lost()
+        self._tell_watcher()
+
+    def _tell_watcher(self) -> None:
+        # Pipelined bytes still buffered mean the client is not gone (nginx peeks).
+        watcher = self.eof_watcher
+        if watcher is not None and not self.buffer:
+            waiter = watcher._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(PeerClosed())
 
     def pause_writing(self) -> None:
         self._write_paused = True
