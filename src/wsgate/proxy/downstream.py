@@ -241,12 +241,7 @@ class Downstream:
                 return False
             if not res.uri_changed:
                 return True
-            changes = ex.extra.get("uri_changes", MAX_URI_CHANGES + 1) - 1
-            ex.extra["uri_changes"] = changes
-            if changes == 0:
-                self.log_error("error", "rewrite or internal redirection cycle while "
-                               f'processing "{ex.uri}"', ex, None)
-                await self._error(ex, 500)
+            if not await self._uri_change(ex, f'processing "{ex.uri}"'):
                 return False
 
     async def _find_config(self, ex: Exchange) -> bool:
@@ -315,14 +310,21 @@ class Downstream:
             await self._internal_redirect(ex, res.uri)
         return False
 
-    async def _go_named(self, ex: Exchange, named: Any) -> None:
-        """ngx_http_named_location: counts as a URI change (cycles end in 500)."""
+    async def _uri_change(self, ex: Exchange, action: str) -> bool:
+        """Spend one of nginx's URI changes (rewrite, internal or named redirect);
+        the last one ends the request with 500 and a "cycle" error. False then."""
         changes = ex.extra.get("uri_changes", MAX_URI_CHANGES + 1) - 1
         ex.extra["uri_changes"] = changes
-        if changes == 0:
-            self.log_error("error", "rewrite or internal redirection cycle while "
-                           f'redirect to named location "{named.pattern}"', ex, None)
-            await self._error(ex, 500)
+        if changes:
+            return True
+        self.log_error("error", f"rewrite or internal redirection cycle while {action}",
+                       ex, None)
+        await self._error(ex, 500)
+        return False
+
+    async def _go_named(self, ex: Exchange, named: Any) -> None:
+        """ngx_http_named_location: counts as a URI change (cycles end in 500)."""
+        if not await self._uri_change(ex, f'redirect to named location "{named.pattern}"'):
             return
         if await self._phases(ex, named):
             await self._content(ex)
@@ -389,12 +391,7 @@ class Downstream:
 
     async def _internal_redirect(self, ex: Exchange, uri: str) -> None:
         """ngx_http_internal_redirect: a new URI through every phase again."""
-        changes = ex.extra.get("uri_changes", MAX_URI_CHANGES + 1) - 1
-        ex.extra["uri_changes"] = changes
-        if changes == 0:
-            self.log_error("error", "rewrite or internal redirection cycle while "
-                           f'internally redirecting to "{uri}"', ex, None)
-            await self._error(ex, 500)
+        if not await self._uri_change(ex, f'internally redirecting to "{uri}"'):
             return
         ex.uri = ex.vars.uri = uri
         ex.extra["uri_changed"] = True
