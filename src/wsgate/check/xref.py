@@ -12,12 +12,12 @@ with `host not found in upstream`.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 
 from wsgate.check.findings import Finding
 from wsgate.check.rules import finding
 from wsgate.check.validate import CheckBuilder, position
+from wsgate.config.build import is_ip
 from wsgate.config.lexer import Statement
 
 __all__ = ["cross_check", "MAP_IDIOM"]
@@ -55,18 +55,10 @@ def _empty_upstreams(b: CheckBuilder) -> list[Finding]:
     return out
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
-
-
 def _proxy_pass_hosts(b: CheckBuilder) -> list[Finding]:
     out = []
     for host, port, stmt in b.upstream_refs:
-        if host is None or _is_ip(host) or host.lower() == "localhost":
+        if host is None or is_ip(host) or host.lower() == "localhost":
             continue
         if host in b.upstreams:
             if port is not None:

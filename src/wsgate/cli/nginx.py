@@ -23,12 +23,12 @@ import dataclasses
 import errno
 import os
 import signal
-import socket
 import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from wsgate.proxy.resolve import resolve
 from wsgate.errors import ConfigError
 from wsgate.observe.errorlog import PROGRAM, ErrorLog
 from wsgate.version import NGINX_COMPAT, __version__
@@ -304,24 +304,6 @@ def resolve_paths(opts: Options) -> Paths:
     conf = full_name(prefix, opts.conf_file if opts.conf_file is not None else DEFAULT_CONF)
     elog = opts.error_log
     return Paths(prefix, conf, full_name(prefix, elog) if elog else None)
-
-
-def resolve(host: str, port: int | str | None) -> list[str]:
-    """Addresses of `host` for the loader (`resolve=`), in getaddrinfo order.
-
-    Returns IP address strings without the port; raises LookupError when the name
-    does not resolve, which the loader reports as nginx's `host not found`.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise LookupError(str(exc)) from exc
-    seen: list[str] = []
-    for info in infos:
-        addr = str(info[4][0])
-        if addr not in seen:
-            seen.append(addr)
-    return seen
 
 
 # ---------------------------------------------------------------- main

@@ -74,7 +74,7 @@ class Builder:
         """Resolve a host now (nginx resolves at load); ConfigError if it does not."""
         if host is None or self.resolver is None:
             return ()
-        if _is_ip(host):
+        if is_ip(host):
             return (host,)
         try:
             return tuple(self.resolver(host, port or 80))
@@ -207,7 +207,8 @@ class Builder:
             self.include_stack.pop()
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """An IP literal (never resolved at load)."""
     try:
         ipaddress.ip_address(host)
         return True

@@ -10,12 +10,11 @@ stub_status) are never inherited. nginx's defaults apply last.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 
 from typing import Any
 
 from wsgate.config import script, templates
-from wsgate.config.build import Builder, Level, full_name
+from wsgate.config.build import Builder, Level, full_name, is_ip
 from wsgate.config.directives import DIRECTIVES, LOC, SRV, UNSET, find_form
 from wsgate.config.websocket import expand_websocket
 from wsgate.config.model import (LOCATION_FIELDS, SERVER_FIELDS, AccessLog, Config,
@@ -122,17 +121,9 @@ def _check_upstreams(b: Builder) -> None:
             if port is not None:
                 raise b.err(stmt, f'upstream "{host}" may not have port {port}')
             continue
-        if host is None or _is_ip(host):
+        if host is None or is_ip(host):
             continue
         b.resolve_host(stmt, host, port, f'host not found in upstream "{host}"')
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 def _check_default_servers(servers: tuple[Any, ...]) -> None:

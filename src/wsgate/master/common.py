@@ -15,6 +15,7 @@ import socket
 import time
 from typing import Any, Callable
 
+from wsgate.proxy.resolve import resolve
 from wsgate.errors import ConfigError
 from wsgate.observe.errorlog import ErrorLog
 from wsgate.proxy.listen import ListenError
@@ -109,20 +110,6 @@ def reopen_error_log(log: ErrorLog) -> None:
     old, log.stream = log.stream, fresh
     if old is not None:
         old.close()
-
-
-def resolve(host: str, port: int | str | None) -> list[str]:
-    """getaddrinfo for the loader (nginx resolves upstream names at load)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise LookupError(str(exc)) from exc
-    out: list[str] = []
-    for info in infos:
-        addr = str(info[4][0])
-        if addr not in out:
-            out.append(addr)
-    return out
 
 
 def load_again(conf_file: str, prefix: str | None, globals_: str | None,

@@ -18,11 +18,11 @@ theirs when they exit).
 from __future__ import annotations
 
 import ipaddress
-import socket
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from wsgate.proxy.resolve import resolve
 from wsgate.config.variables import VariableTable, compile_template
 from wsgate.proxy.pool import Pool
 from wsgate.upstream import (
@@ -157,18 +157,13 @@ def _bracket(host: str) -> str:
 
 
 def _resolve(host: str, port: int) -> list[str]:
-    """IP literals as they are; names through getaddrinfo (nginx resolves at load)."""
+    """IP literals as they are; names through the load-time resolver (nginx
+    resolves at load); a name that does not resolve gives no peers."""
     try:
         return [str(ipaddress.ip_address(host))]
     except ValueError:
         pass
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+        return resolve(host, port)
+    except LookupError:
         return []
-    out: list[str] = []
-    for info in infos:
-        addr = str(info[4][0])
-        if addr not in out:
-            out.append(addr)
-    return out
