@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,12 +18,12 @@ from bench.workloads import MIB, WORKLOADS, Sizes
 
 QUICK_TARGETS = ["direct", "wsgate-1", "nginx-1", "haproxy", "caddy", "node-http-proxy"]
 QUICK = Sizes(duration=1.0, warmup=0.3, bulk_bytes=128 * MIB, idle_conns=2000,
-              idle_settle=1.0, http_duration=1, http_warm=1)
+              idle_settle=1.0, http_duration=1, http_warm=1, wss_bulk_bytes=64 * MIB)
 TINY = Sizes(duration=0.5, warmup=0.2, bulk_bytes=16 * MIB, idle_conns=200,
-             idle_settle=0.3, http_duration=1, http_warm=1)
+             idle_settle=0.3, http_duration=1, http_warm=1, wss_bulk_bytes=8 * MIB)
 
 
-def _names(text: str, known: dict[str, object], what: str) -> list[str]:
+def _names(text: str, known: Mapping[str, object], what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if n not in known]
     if bad:

@@ -4,8 +4,10 @@ Debian packages (nginx-light, haproxy, caddy, wrk) come from apt-get as root wit
 policy-rc.d that keeps Debian from starting them as services; node's http-proxy and
 ws come from npm into bench/node (package-lock.json pins them); matplotlib from pip
 into the running interpreter's environment. The C load generator and echo backend
-are compiled with the machine's gcc into bench/build/, again only when a source
-changed. Every step that cannot be done is returned as a note, never raised, so
+are compiled with the machine's gcc into bench/build/, again only when a source or
+the compile command changed; the load generator links OpenSSL's libssl (Debian's
+libssl-dev, installed like the rest) for its wss:// mode, and the TLS workloads make
+their certificate with the `openssl` command. Every step that cannot be done is returned as a note, never raised, so
 that the report can say which targets are missing and why.
 """
 
@@ -18,18 +20,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.workloads import WORKLOADS
+
 BENCH_DIR = Path(__file__).resolve().parent
 BUILD_DIR = BENCH_DIR / "build"
 LOADGEN_DIR = BENCH_DIR / "loadgen"
 NODE_DIR = BENCH_DIR / "node"
-APT = {"nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk"}
+APT = {"nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk",
+       "openssl": "openssl", "libssl": "libssl-dev"}
+SSL_HEADER = Path("/usr/include/openssl/ssl.h")
+# How each program is built (link flags after the source); a change rebuilds it.
+LINK = {"wsload": ["-lssl", "-lcrypto"], "wsecho": []}
 
 
 def needed(targets: list[str], workloads: list[str]) -> set[str]:
-    """The commands a run of these targets and workloads uses."""
+    """The commands (and libssl, which wsload always links) a run of these uses."""
     cmds = {t.split("-")[0] for t in targets} & set(APT)
+    cmds.add("libssl")
     if "http" in workloads:
         cmds.add("wrk")
+    if any(WORKLOADS[w].tls for w in workloads if w in WORKLOADS):
+        cmds.add("openssl")
     if "node-http-proxy" in targets:
         cmds.add("node")
     return cmds
@@ -37,6 +48,8 @@ POLICY = Path("/usr/sbin/policy-rc.d")
 
 
 def _have(cmd: str) -> bool:
+    if cmd == "libssl":
+        return SSL_HEADER.exists()
     return shutil.which(cmd) is not None or (cmd == "nginx" and Path("/usr/sbin/nginx").exists())
 
 
@@ -95,18 +108,22 @@ def matplotlib(notes: list[str]) -> None:
 
 
 def build() -> dict[str, Path]:
-    """Compile wsload and wsecho (only if a source is newer than the binary)."""
+    """Compile wsload and wsecho (only if a source is newer than the binary, or the
+    command that built it differs: its record is kept beside it as NAME.cmd)."""
     BUILD_DIR.mkdir(exist_ok=True)
     out = {}
     header = LOADGEN_DIR / "wsutil.h"
-    for name in ("wsload", "wsecho"):
-        src, exe = LOADGEN_DIR / f"{name}.c", BUILD_DIR / name
+    for name, libs in LINK.items():
+        src, exe, record = LOADGEN_DIR / f"{name}.c", BUILD_DIR / name, BUILD_DIR / f"{name}.cmd"
+        argv = ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(exe), str(src), *libs]
         newest = max(src.stat().st_mtime, header.stat().st_mtime)
-        if not exe.exists() or exe.stat().st_mtime < newest:
-            res = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(exe), str(src)],
-                                 capture_output=True, text=True, timeout=120)
+        built_by = record.read_text() if record.exists() else ""
+        if not exe.exists() or exe.stat().st_mtime < newest or built_by != " ".join(argv):
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             if res.returncode != 0:
-                raise RuntimeError(f"gcc {src.name} failed:\n{res.stderr}")
+                hint = "" if SSL_HEADER.exists() else " (OpenSSL's headers are missing: install libssl-dev)"
+                raise RuntimeError(f"gcc {src.name} failed{hint}:\n{res.stderr}")
+            record.write_text(" ".join(argv))
         out[name] = exe
     return out
 

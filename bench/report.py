@@ -2,7 +2,9 @@
 nginx with one worker), results.json (every sample) and two PNG charts.
 
 Figures are the median over the runs without errors, with min-max beside them; runs
-with errors are listed as such and never enter a median.
+with errors are listed as such and never enter a median. The TLS tables add the load
+generator's own CPU per unit (no `direct` row can exist over TLS) and say what was
+negotiated; a target that cannot terminate TLS reads "n/a" there.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ GOALS = {  # the issue's goals: wsgate-1's ratio to nginx-1, lower is better
     "echo100": ("cpu_us", 1.3), "echo1": ("cpu_us", 1.5), "bulk": ("cpu_us", 0.25),
     "churn": ("cpu_us", 2.0), "idle": ("mem_kb", 0.25), "http": ("cpu_us", 2.5),
 }
+# The TLS rows are informative: the issue sets no figure for them.
+INFORMATIVE = {"wss-echo100": "cpu_us", "wss-bulk": "cpu_us", "tls-churn": "cpu_us"}
+# Above this share of one core the load generator could not have pushed 2x the rate.
+CLIENT_BUSY_LIMIT = 0.5
 
 
 def fmt(x: float) -> str:
@@ -79,6 +85,8 @@ def _esc(text: str) -> str:
 def _columns(workload: str) -> list[tuple[str, str, str]]:
     """(header, metric key, kind) per column; kind 'v' value, 'r' ratio to nginx-1."""
     w = WORKLOADS[workload]
+    if w.tls:
+        return _tls_columns(workload)
     if workload == "idle":
         return [("held", "held", "v"), ("proxy KB/conn", "mem_kb", "v"), ("KB vs nginx-1", "mem_kb", "r"),
                 ("CPU µs/connection", "cpu_us", "v"), ("CPU vs nginx-1", "cpu_us", "r")]
@@ -91,10 +99,27 @@ def _columns(workload: str) -> list[tuple[str, str, str]]:
     return cols
 
 
+def _tls_columns(workload: str) -> list[tuple[str, str, str]]:
+    w = WORKLOADS[workload]
+    cols = [(w.rate_label, "rate", "v")]
+    if w.latency_label:
+        cols += [(f"p50 µs ({w.latency_label})", "p50_us", "v"),
+                 (f"p99 µs ({w.latency_label})", "p99_us", "v")]
+    if workload == "tls-churn":
+        cols.append(("handshakes per proxy CPU s", "hs_per_cpu_s", "v"))
+    return cols + [(f"CPU µs/{w.unit}", "cpu_us", "v"), ("CPU vs nginx-1", "cpu_us", "r"),
+                   (f"client CPU µs/{w.unit}", "client_cpu_us", "v")]
+
+
+def _size(n: int) -> str:
+    gib = n / (1 << 30)
+    return f"{gib:g} GiB" if gib >= 1 else f"{n / MIB:g} MiB"
+
+
 def title(workload: str, sizes: Sizes) -> str:
-    gib = sizes.bulk_bytes / (1 << 30)
-    size = f"{gib:g} GiB" if gib >= 1 else f"{sizes.bulk_bytes / MIB:g} MiB"
-    return WORKLOADS[workload].title.format(bulk=size, idle=f"{sizes.idle_conns:,}")
+    return WORKLOADS[workload].title.format(bulk=_size(sizes.bulk_bytes),
+                                            wss_bulk=_size(sizes.wss_bulk_bytes),
+                                            idle=f"{sizes.idle_conns:,}")
 
 
 def table(res: Results, workload: str) -> list[str]:
@@ -105,6 +130,10 @@ def table(res: Results, workload: str) -> list[str]:
     for t in res.targets:
         if workload == "idle" and not TARGETS[t].proxied:
             continue
+        if (t, workload) in res.not_applicable:
+            na = " | ".join(["n/a"] * len(cols))
+            lines.append(f"| {t} | {na} | n/a: {_esc(res.not_applicable[(t, workload)])} |")
+            continue
         if t in res.start_errors and not _all(res, t, workload):
             blanks = " | " * (len(cols) - 1)
             lines.append(f"| {t} | failed to start: {_esc(res.start_errors[t])}{blanks} | 0 runs |")
@@ -112,8 +141,41 @@ def table(res: Results, workload: str) -> list[str]:
         vals = [cell(res, t, workload, k) if kind == "v" else ratio(res, t, workload, k)
                 for _, k, kind in cols]
         lines.append(f"| {t} | " + " | ".join(vals) + f" | {_runs(res, t, workload)} |")
+    if WORKLOADS[workload].tls:
+        return lines + ["", negotiated(res, workload), "", client_check(res, workload), ""]
     lines += ["", direct_check(res, workload), ""]
     return lines
+
+
+def negotiated(res: Results, workload: str) -> str:
+    """What the first handshake of each run negotiated (wsload reports it)."""
+    seen: dict[str, list[str]] = {}
+    for t in res.targets:
+        for got in sorted({s.info.get("tls", "") for s in _good(res, t, workload)} - {""}):
+            seen.setdefault(got, []).append(t)
+    if not seen:
+        return "Negotiated: nothing reported."
+    if len(seen) == 1:
+        return f"Negotiated by every target measured (protocol, cipher, group): {next(iter(seen))}."
+    return "Negotiated (protocol, cipher, group): " + "; ".join(
+        f"{', '.join(ts)}: {got}" for got, ts in seen.items()) + "."
+
+
+def client_check(res: Results, workload: str) -> str:
+    """The TLS tables' stand-in for `direct`: was the load generator ever busy more
+    than half of one core (so that it could not have pushed twice the rate)?"""
+    busy = {t: b for t in res.targets
+            if (b := median(res, t, workload, "client_busy")) is not None}
+    if not busy:
+        return "No TLS run without errors: the load generator's CPU was not measured."
+    span = f"{min(busy.values()) * 100:.0f}–{max(busy.values()) * 100:.0f}%"
+    slow = [f"{t} ({b * 100:.0f}%)" for t, b in busy.items() if b > CLIENT_BUSY_LIMIT]
+    if not slow:
+        return (f"No `direct` row over TLS; instead: the load generator used {span} of one core "
+                "(its getrusage over the window), at most half of it: it could have pushed at least "
+                "2x the rate and was not the bottleneck.")
+    return ("**The harness could not show that it is not the bottleneck**: the load generator "
+            f"(one thread) used more than half of one core against {', '.join(slow)}.")
 
 
 def direct_check(res: Results, workload: str) -> str:
@@ -149,6 +211,12 @@ def goals(res: Results) -> list[str]:
             got, met = f"{mine / base:.2f}x", "yes" if mine / base <= goal else "no"
         what = "memory per connection" if key == "mem_kb" else f"CPU per {WORKLOADS[w].unit}"
         lines.append(f"| {w} | {what} | ≤ {goal}x | {got} | {met} |")
+    for w in res.workloads:
+        if w not in INFORMATIVE:
+            continue
+        mine, base = (median(res, t, w, INFORMATIVE[w]) for t in ("wsgate-1", BASELINE))
+        got = f"{mine / base:.2f}x" if mine is not None and base else "—"
+        lines.append(f"| {w} | CPU per {WORKLOADS[w].unit} (TLS) | — | {got} | — (no goal) |")
     return lines + [""]
 
 
@@ -164,6 +232,10 @@ def markdown(res: Results) -> str:
         "utime+stime (all its processes) per unit of work; \"vs nginx-1\" divides by nginx "
         "with one worker (lower is better). Access logs are off for every target.", "",
     ]
+    if any(WORKLOADS[w].tls for w in res.workloads):
+        head += ["TLS workloads: wss:// from the load generator to the proxy, plain ws:// to the "
+                 "backend; TLS 1.3 only, one self-signed ECDSA P-256 certificate for every target, "
+                 "a full handshake on every connection (no resumption).", ""]
     if res.notes:
         head += ["Setup notes:", ""] + [f"- {_esc(n)}" for n in res.notes] + [""]
     body = []
@@ -178,6 +250,8 @@ def write(res: Results, out: Path) -> Path:
     path.write_text(markdown(res))
     raw = {"targets": res.targets, "workloads": res.workloads, "repeat": res.repeat,
            "sizes": asdict(res.sizes), "start_errors": res.start_errors, "notes": res.notes,
+           "not_applicable": [{"target": t, "workload": w, "why": why}
+                              for (t, w), why in res.not_applicable.items()],
            "samples": [asdict(x) for x in res.samples]}
     (out / "results.json").write_text(json.dumps(raw, indent=1))
     charts(res, out)

@@ -6,6 +6,12 @@ so connection set-up and warm-up are outside the figure. The idle workload print
 READY once its connections are open; the proxy's memory is read before the load
 generator starts and again after READY. A run with any error is returned as failed
 with the error counts, never with figures to average.
+
+The TLS workloads (wss-echo100, wss-bulk, tls-churn) are the same load over wss://
+(wsload --tls) against a target started with the bench's certificate. They also keep
+the load generator's own CPU time in the window (client_cpu_us per unit, and
+client_busy = its share of one core): there is no `direct` over TLS, so that is how
+their tables show whether the client could have pushed more.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench import procs
+from bench import procs, tlsfiles
 from bench.targets import Running
+from bench.tlsfiles import TlsFiles
 
 MIB = 1 << 20
 
@@ -35,6 +42,7 @@ class Sizes:
     idle_settle: float = 2.0
     http_duration: int = 3
     http_warm: int = 1
+    wss_bulk_bytes: int = 256 << 20
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Sample:
     ok: bool
     error: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)  # e.g. "tls": what was negotiated
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Workload:
     unit: str             # what CPU time is divided by
     latency_label: str    # what p50/p99 time ("" = none)
     run: Callable[["Context"], Sample]
+    tls: bool = False     # over wss:// against the target's TLS listener
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class Context:
     tools: dict[str, Path]
     sizes: Sizes
     workload: str = ""
+    tls: TlsFiles | None = None
 
     def fail(self, error: str) -> Sample:
         return Sample(self.running.target.name, self.workload, False, error)
@@ -100,7 +111,8 @@ def _errors(result: dict[str, object]) -> str:
 def _loadgen(ctx: Context, args: list[str], on_line: Callable[[str], None],
              budget: float) -> dict[str, object] | str:
     """Run wsload; call on_line for START/STOP/READY; return its JSON or an error."""
-    argv = [str(ctx.tools["wsload"]), *args, "--port", str(ctx.running.port),
+    tls = tlsfiles.loadgen_args(ctx.tls) if ctx.tls else []
+    argv = [str(ctx.tools["wsload"]), *args, *tls, "--port", str(ctx.running.port),
             "--deadline", str(int(budget))]
     proc = procs.spawn(argv, stdin=subprocess.PIPE)
     deadline = time.monotonic() + budget + 15
@@ -132,8 +144,18 @@ def _windowed(ctx: Context, args: list[str], budget: float) -> tuple[dict[str, o
     return result, cpu
 
 
-def _ok(ctx: Context, metrics: dict[str, float]) -> Sample:
-    return Sample(ctx.running.target.name, ctx.workload, True, "", metrics)
+def _ok(ctx: Context, metrics: dict[str, float], res: dict[str, object] | None = None) -> Sample:
+    info = {"tls": str(res["tls"])} if res and res.get("tls") else {}
+    return Sample(ctx.running.target.name, ctx.workload, True, "", metrics, info)
+
+
+def _client(res: dict[str, object], units: float) -> dict[str, float]:
+    """The load generator's own CPU (getrusage over the window) per unit and as a
+    share of one core: above 0.5 it could not have pushed twice the rate."""
+    cpu, el = float(res.get("client_cpu_s") or 0.0), float(res["elapsed_s"])  # type: ignore[arg-type]
+    if units <= 0 or el <= 0:
+        return {}
+    return {"client_cpu_us": cpu * 1e6 / units, "client_busy": cpu / el}
 
 
 def _per_unit(cpu: float, units: float, running: Running) -> dict[str, float]:
@@ -154,21 +176,26 @@ def echo(conns: int) -> Callable[[Context], Sample]:
         if msgs <= 0 or el <= 0:
             return ctx.fail("no messages echoed")
         return _ok(ctx, {"rate": msgs / el, "p50_us": float(res["p50_us"]),  # type: ignore[arg-type]
-                         "p99_us": float(res["p99_us"]), **_per_unit(cpu, msgs, ctx.running)})  # type: ignore[arg-type]
+                         "p99_us": float(res["p99_us"]), **_per_unit(cpu, msgs, ctx.running),  # type: ignore[arg-type]
+                         **_client(res, msgs)}, res)
     return run
 
 
-def bulk(ctx: Context) -> Sample:
-    s = ctx.sizes
-    res, cpu = _windowed(ctx, ["bulk", "--bytes", str(s.bulk_bytes), "--frame", "65536"],
-                         budget=120)
-    if isinstance(res, str) or res["errors"]:
-        return ctx.fail(res if isinstance(res, str) else _errors(res))
-    nbytes, el = float(res["bytes"]), float(res["elapsed_s"])  # type: ignore[arg-type]
-    if nbytes < s.bulk_bytes or el <= 0:
-        return ctx.fail("bulk transfer incomplete")
-    # The proxy relays every byte twice (out and echoed back): CPU is per MB relayed.
-    return _ok(ctx, {"rate": nbytes / MIB / el, **_per_unit(cpu, 2 * nbytes / MIB, ctx.running)})
+def bulk(size: Callable[[Sizes], int]) -> Callable[[Context], Sample]:
+    def run(ctx: Context) -> Sample:
+        want = size(ctx.sizes)
+        res, cpu = _windowed(ctx, ["bulk", "--bytes", str(want), "--frame", "65536"],
+                             budget=120)
+        if isinstance(res, str) or res["errors"]:
+            return ctx.fail(res if isinstance(res, str) else _errors(res))
+        nbytes, el = float(res["bytes"]), float(res["elapsed_s"])  # type: ignore[arg-type]
+        if nbytes < want or el <= 0:
+            return ctx.fail("bulk transfer incomplete")
+        # The proxy relays every byte twice (out and echoed back): CPU is per MB relayed.
+        mb = 2 * nbytes / MIB
+        return _ok(ctx, {"rate": nbytes / MIB / el, **_per_unit(cpu, mb, ctx.running),
+                         **_client(res, mb)}, res)
+    return run
 
 
 def churn(ctx: Context) -> Sample:
@@ -181,8 +208,13 @@ def churn(ctx: Context) -> Sample:
     n, el = float(res["messages"]), float(res["elapsed_s"])  # type: ignore[arg-type]
     if n <= 0 or el <= 0:
         return ctx.fail("no handshake completed")
-    return _ok(ctx, {"rate": n / el, "p50_us": float(res["p50_us"]),  # type: ignore[arg-type]
-                     "p99_us": float(res["p99_us"]), **_per_unit(cpu, n, ctx.running)})  # type: ignore[arg-type]
+    metrics = {"rate": n / el, "p50_us": float(res["p50_us"]),  # type: ignore[arg-type]
+               "p99_us": float(res["p99_us"]), **_per_unit(cpu, n, ctx.running),  # type: ignore[arg-type]
+               **_client(res, n)}
+    if metrics.get("cpu_us"):
+        # Handshakes per second of the proxy's CPU time: the TLS table's headline.
+        metrics["hs_per_cpu_s"] = 1e6 / metrics["cpu_us"]
+    return _ok(ctx, metrics, res)
 
 
 def idle(ctx: Context) -> Sample:
@@ -263,11 +295,17 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in [
     Workload("echo100", "echo, 100 connections (64-byte messages, closed loop)",
              "messages/s", "message", "round trip", echo(100)),
     Workload("bulk", "bulk, {bulk} in 64 KiB frames through one connection, echoed back",
-             "MB/s", "MB relayed", "", bulk),
+             "MB/s", "MB relayed", "", bulk(lambda s: s.bulk_bytes)),
     Workload("churn", "handshake churn, 50 loops of connect + upgrade + one echo + close",
              "handshakes/s", "handshake", "whole loop", churn),
     Workload("idle", "idle, {idle} WebSocket connections held open",
              "held", "connection", "", idle),
     Workload("http", "plain HTTP, wrk -t1 -c50, small GETs",
              "requests/s", "request", "request", http),
+    Workload("wss-echo100", "wss echo, 100 TLS connections (64-byte messages, closed loop)",
+             "messages/s", "message", "round trip", echo(100), tls=True),
+    Workload("wss-bulk", "wss bulk, {wss_bulk} in 64 KiB frames through one TLS connection, echoed back",
+             "MB/s", "MB relayed", "", bulk(lambda s: s.wss_bulk_bytes), tls=True),
+    Workload("tls-churn", "TLS handshake churn, 50 loops of connect + full TLS handshake + upgrade "
+             "+ one echo + close", "handshakes/s", "handshake", "whole loop", churn, tls=True),
 ]}

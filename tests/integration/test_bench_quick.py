@@ -1,6 +1,7 @@
 """The benchmark suite (bench/) end to end, at its tiniest: it builds the C load
-generator and echo backend, runs `direct` and `nginx-1` through every workload, and
-writes a well-formed report with no errors. It also proves that SIGTERM stops the
+generator and echo backend, runs `direct` and `nginx-1` through every workload --
+the TLS ones too, where `direct` (no proxy, nothing to terminate TLS) reads "n/a" --
+and writes a well-formed report with no errors. It also proves that SIGTERM stops the
 bench and every process it started. No timing assertions: figures are only parsed.
 """
 
@@ -20,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD_HEADINGS = ["## echo, 1 connection", "## echo, 100 connections", "## bulk,",
                      "## handshake churn", "## idle,", "## plain HTTP"]
+TLS_HEADINGS = ["## wss echo, 100 TLS connections", "## wss bulk,", "## TLS handshake churn"]
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?x?( \([\d,.]+–[\d,.]+\))?$")
 
 
@@ -75,14 +77,48 @@ def test_tiny_run_writes_a_clean_report(tmp_path: Path) -> None:
             assert numbers, (heading, target)
             assert all(NUMBER.match(c) for c in numbers), (heading, target, cells)
         assert rows["nginx-1"][-2] == "1.00x"  # CPU ratio of the baseline to itself
+    for heading in TLS_HEADINGS:
+        check_tls_table(report, heading)
     assert "with errors" not in report and "failed to start" not in report
     raw = json.loads((out / "results.json").read_text())
     assert raw["samples"] and all(s["ok"] for s in raw["samples"])
     idle = [s for s in raw["samples"] if s["workload"] == "idle"]
     assert idle[0]["metrics"]["held"] == 200 and idle[0]["metrics"]["mem_kb"] > 0
+    tls = {s["workload"]: s for s in raw["samples"] if s["workload"] in ("wss-echo100", "wss-bulk", "tls-churn")}
+    assert set(tls) == {"wss-echo100", "wss-bulk", "tls-churn"}
+    for sample in tls.values():
+        assert sample["target"] == "nginx-1"
+        assert sample["info"]["tls"].startswith("TLSv1.3 TLS_AES_128_GCM_SHA256"), sample
+        assert sample["metrics"]["cpu_us"] > 0 and sample["metrics"]["client_cpu_us"] > 0
+    churn = tls["tls-churn"]["metrics"]
+    assert abs(churn["hs_per_cpu_s"] * churn["cpu_us"] - 1e6) < 1.0
+    assert {(n["target"], n["workload"]) for n in raw["not_applicable"]} == {
+        ("direct", w) for w in tls}
     assert (out / "cpu_per_unit.png").stat().st_size > 0
     assert (out / "memory_per_conn.png").stat().st_size > 0
     assert leftovers(tmp_path) == []
+
+
+def check_tls_table(report: str, heading: str) -> None:
+    """nginx-1 measured over TLS without errors; direct is "n/a"; the table says what
+    was negotiated and whether the load generator could be the bottleneck."""
+    rows = table_rows(report, heading)
+    assert set(rows) == {"direct", "nginx-1"}, (heading, rows)
+    direct, nginx = rows["direct"], rows["nginx-1"]
+    assert set(direct[:-1]) == {"n/a"} and direct[-1].startswith("n/a: no proxy"), direct
+    assert nginx[-1] == "1/1 ok", (heading, nginx)
+    assert all(NUMBER.match(c) for c in nginx[:-1]), (heading, nginx)
+    assert nginx[-3] == "1.00x"  # CPU ratio to itself; the last figure is the client's CPU
+    section = report.split(heading, 1)[1].split("\n## ", 1)[0]
+    assert "Negotiated by every target measured (protocol, cipher, group): TLSv1.3 " \
+           "TLS_AES_128_GCM_SHA256" in section, section
+    assert "load generator used" in section or "could not show" in section, section
+    workload = {"## wss echo": "wss-echo100", "## wss bulk": "wss-bulk",
+                "## TLS hand": "tls-churn"}[heading[:11]]
+    # Informative in the goals table: no goal figure; wsgate-1 is not in this run.
+    goal_rows = [line for line in report.splitlines() if line.startswith(f"| {workload} |")]
+    assert len(goal_rows) == 1 and re.fullmatch(
+        rf"\| {workload} \| CPU per [A-Za-z ]+ \(TLS\) \| — \| — \| — \(no goal\) \|", goal_rows[0]), goal_rows
 
 
 @pytest.mark.timeout(120)
