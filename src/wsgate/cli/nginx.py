@@ -26,7 +26,7 @@ import signal
 import ssl
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, TypeGuard
 
 from wsgate.proxy.resolve import resolve
 from wsgate.errors import ConfigError
@@ -408,14 +408,14 @@ def _finish_test(opts: Options, paths: Paths, log: ErrorLog, cfg: Any) -> int:
 def _check_files(cfg: Any, paths: Paths, log: ErrorLog) -> bool:
     """What `ngx_init_cycle` opens under -t: the pid file (created, never truncated),
     then the log files; the first failure is an `[emerg] open() ... failed`."""
-    targets = [pid_path(cfg, paths)]
+    targets: list[str | None] = [pid_path(cfg, paths)]
     error_logs = [_log_path(e) for e in (getattr(cfg, "error_logs", None) or ())]
     targets += error_logs if error_logs else [paths.error_log]
     targets += [_log_path(a) for a in _access_logs(getattr(cfg, "http", None))]
     for target in targets:
         if not _is_file_target(target):
             continue
-        target = full_name(paths.prefix, str(target))
+        target = full_name(paths.prefix, target)
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
@@ -454,7 +454,7 @@ def _access_logs(root: Any) -> list[Any]:
     return list(unique.values())
 
 
-def _is_file_target(target: Any) -> bool:
+def _is_file_target(target: object) -> TypeGuard[str]:
     return (isinstance(target, str) and target not in ("", "stderr", "off")
             and not target.startswith(("syslog:", "memory:")))
 

@@ -34,7 +34,7 @@ COMMAND_LINE = "command line"
 # nginx reads the config through a 4096-byte buffer; a token must fit in it.
 MAX_TOKEN = 4096
 
-_SPACE = re.compile(r"[ \t\r\n]*")
+_SPACE = re.compile(r"[ \t\r\n]+")
 _BARE = re.compile(r"(?:\\[\s\S]|\$\{*|[^ \t\r\n;{\\$])+")
 _DQ = re.compile(r'(?:[^"\\]|\\[\s\S])*"')
 _SQ = re.compile(r"(?:[^'\\]|\\[\s\S])*'")
@@ -110,7 +110,9 @@ class _Reader:
         words: list[tuple[str, int, bool]] = []
         text, n = self.text, len(self.text)
         while True:
-            self.pos = _SPACE.match(text, self.pos).end()
+            blank = _SPACE.match(text, self.pos)
+            if blank is not None:
+                self.pos = blank.end()
             if self.pos >= n:
                 if words:
                     raise self.eof_error()
@@ -213,11 +215,20 @@ def _error_statement(reader: _Reader, err: ConfigError) -> Statement:
 
 
 def parse_text(text: str, file: str, *, param: bool = False) -> list[Statement]:
-    """Parse a whole file's text (or the -g string, param=True) into statements."""
-    reader = _Reader(text, file, param)
+    """Parse a whole file's text (or the -g string, param=True) into statements.
+
+    As nginx, reading stops at the first error (an error Statement where it happened).
+    """
+    return _parse(_Reader(text, file, param), recover=False, max_errors=1)
+
+
+def _parse(reader: _Reader, *, recover: bool, max_errors: int) -> list[Statement]:
+    """The statement loop of parse_text and parse_recovering: `recover` skips past
+    an error and reads on, up to `max_errors` of them."""
     top: list[Statement] = []
     stack: list[_Open] = []
-    while True:
+    errors = 0
+    while errors < max_errors:
         children = stack[-1].children if stack else top
         try:
             kind, words = reader.read()
@@ -226,16 +237,19 @@ def parse_text(text: str, file: str, *, param: bool = False) -> list[Statement]:
             err = exc
         if err is not None:
             children.append(_error_statement(reader, err))
+            errors += 1
+            if not recover or _ends_text(err) or not _resume(reader, err):
+                break
+            continue
+        if kind == "eof":
             break
-        line = reader.cur.line(reader.pos - 1) if kind != "eof" else reader.eof_line
+        line = reader.cur.line(reader.pos - 1)
         if kind == ";":
             children.append(_statement(reader, words, line, None, False))
         elif kind == "{":
             stack.append(_Open(words, line, []))
-        elif kind == "}":
-            _close(reader, stack, top)
         else:
-            break
+            _close(reader, stack, top)
     while stack:
         _close(reader, stack, top)
     return top
@@ -298,35 +312,7 @@ def parse_recovering(text: str, file: str, *, max_errors: int = 200) -> list[Sta
     Each error still becomes an error Statement where it happened. An unterminated
     quote or the end of the file ends the text: there is nothing after them to read.
     """
-    reader = _Reader(text, file, False)
-    top: list[Statement] = []
-    stack: list[_Open] = []
-    errors = 0
-    while errors < max_errors:
-        children = stack[-1].children if stack else top
-        try:
-            kind, words = reader.read()
-            err = _structure_error(reader, kind, bool(stack))
-        except ConfigError as exc:
-            err = exc
-        if err is not None:
-            children.append(_error_statement(reader, err))
-            errors += 1
-            if _ends_text(err) or not _resume(reader, err):
-                break
-            continue
-        if kind == "eof":
-            break
-        line = reader.cur.line(reader.pos - 1)
-        if kind == ";":
-            children.append(_statement(reader, words, line, None, False))
-        elif kind == "{":
-            stack.append(_Open(words, line, []))
-        else:
-            _close(reader, stack, top)
-    while stack:
-        _close(reader, stack, top)
-    return top
+    return _parse(_Reader(text, file, False), recover=True, max_errors=max_errors)
 
 
 def _ends_text(err: ConfigError) -> bool:

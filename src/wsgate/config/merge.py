@@ -137,13 +137,20 @@ def _check_default_servers(servers: tuple[Any, ...]) -> None:
                 defaults.add(listen.addr)
 
 
+def _own(level: Level, name: str, default: Any) -> Any:
+    """The value `level` itself sets for `name`, else `default` (nothing inherited)."""
+    entry = level.values.get(name)
+    return entry.value if entry is not None else default
+
+
 def _upstream(ups: Level) -> UpstreamConf:
-    get = lambda n, d: ups.values[n].value if n in ups.values else d  # noqa: E731
     balancer, args = ups.extra["balancer"]
     return UpstreamConf(ups.extra["name"], tuple(ups.extra["servers"]), balancer,
-                        tuple(args), get("keepalive", 0), get("keepalive_requests", 1000),
-                        get("keepalive_time", 3600.0), get("keepalive_timeout", 60.0),
-                        tuple(get("zone", ())), False, ups.file, ups.line)
+                        tuple(args), _own(ups, "keepalive", 0),
+                        _own(ups, "keepalive_requests", 1000),
+                        _own(ups, "keepalive_time", 3600.0),
+                        _own(ups, "keepalive_timeout", 60.0),
+                        tuple(_own(ups, "zone", ())), False, ups.file, ups.line)
 
 
 def _http(b: Builder) -> HttpConf | None:
@@ -174,20 +181,19 @@ def build_config(b: Builder, conf_file: str, default_error_log: str | None = Non
     main, events = b.main, b.events
     if events is None:
         raise InitError('no "events" section in configuration')
-    get = lambda lvl, n, d: lvl.values[n].value if n in lvl.values else d  # noqa: E731
     error_logs = tuple(e.value for e in main.arrays.get("error_log", ()))
     default_log = not error_logs
     if default_log:
         path = default_error_log or "logs/error.log"
         error_logs = ((path if path == "stderr" else full_name(path, b.prefix), "error"),)
     return Config(
-        prefix=b.prefix, conf_file=conf_file, user=get(main, "user", None),
-        worker_processes=get(main, "worker_processes", 1),
-        daemon=get(main, "daemon", True), master_process=get(main, "master_process", True),
-        pid=full_name(get(main, "pid", "logs/nginx.pid"), b.prefix), error_logs=error_logs,
-        worker_connections=get(events, "worker_connections", 512),
-        worker_rlimit_nofile=get(main, "worker_rlimit_nofile", None),
-        worker_shutdown_timeout=get(main, "worker_shutdown_timeout", None),
+        prefix=b.prefix, conf_file=conf_file, user=_own(main, "user", None),
+        worker_processes=_own(main, "worker_processes", 1),
+        daemon=_own(main, "daemon", True), master_process=_own(main, "master_process", True),
+        pid=full_name(_own(main, "pid", "logs/nginx.pid"), b.prefix), error_logs=error_logs,
+        worker_connections=_own(events, "worker_connections", 512),
+        worker_rlimit_nofile=_own(main, "worker_rlimit_nofile", None),
+        worker_shutdown_timeout=_own(main, "worker_shutdown_timeout", None),
         env=tuple(e.value for e in main.arrays.get("env", ())),
         events={n: e.value for n, e in events.values.items()},
         http=_http(b), files=tuple(b.files), error_log_default=default_log)

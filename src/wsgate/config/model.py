@@ -216,3 +216,13 @@ class Config:
     # True when no main-level `error_log` was given and `error_logs` holds nginx's
     # default one: the `-e` path (load_config's default_error_log), as nginx does.
     error_log_default: bool = False
+
+    @property
+    def servers(self) -> tuple[Any, ...]:
+        """Every `server` block of the http section (none without one)."""
+        return self.http.servers if self.http is not None else ()
+
+    @property
+    def listens(self) -> list[Any]:
+        """Every `listen` of every server, in order (addresses may repeat)."""
+        return [lst for srv in self.servers for lst in srv.listens]

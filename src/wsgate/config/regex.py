@@ -19,6 +19,7 @@ flags after the start) are rejected with a ValueError rather than mis-matched.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _QUANT = re.compile(r"\{\d+(,\d*)?\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -267,7 +268,7 @@ def _char_escape(code: int) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-_ESCAPES = {
+_ESCAPES: dict[str, Callable[[_Translator], None]] = {
     "Q": _Translator._quote,
     "E": lambda t: None,  # a stray \E is ignored by PCRE
     "x": _Translator._hex,

@@ -17,6 +17,7 @@ from typing import Any
 
 from wsgate.config import templates
 from wsgate.config.regex import compile_nginx_regex
+from wsgate.config.variables import Getter, VarContext
 from wsgate.errors import ConfigError
 
 __all__ = ["Rewrite", "Return", "SetVar", "Break", "If", "Condition", "rewrite_op",
@@ -157,10 +158,10 @@ def set_key(name: str) -> str:
     return "\x00set:" + name
 
 
-def _set_getter(key: str) -> Any:
+def _set_getter(key: str) -> Getter:
     slot = set_key(key)
 
-    def get(ctx: Any) -> str | None:
+    def get(ctx: VarContext) -> str | None:
         return ctx.cache.get(slot, "")
     return get
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["SlotError", "flag", "size", "offset", "msec", "sec", "number", "string",
            "strings", "enum", "bitmask", "size_or_off", "parse_time", "parse_size",
            "Slot"]
 
 Slot = Callable[[Sequence[str], str], Any]
+_T = TypeVar("_T")
 
 
 class SlotError(Exception):
@@ -39,6 +40,13 @@ def flag(args: Sequence[str], name: str) -> bool:
                     'it must be "on" or "off"', plain=True)
 
 
+def _valid(value: _T | None) -> _T:
+    """A parse_* result, or the slot's "invalid value" when it did not parse."""
+    if value is None:
+        raise SlotError("invalid value")
+    return value
+
+
 def parse_size(text: str, *, giga: bool = False) -> int | None:
     """ngx_parse_size (k, m) / ngx_parse_offset (k, m, g); None when invalid."""
     units = {"k": 1 << 10, "m": 1 << 20}
@@ -53,17 +61,11 @@ def parse_size(text: str, *, giga: bool = False) -> int | None:
 
 
 def size(args: Sequence[str], name: str) -> int:
-    value = parse_size(args[0])
-    if value is None:
-        raise SlotError("invalid value")
-    return value
+    return _valid(parse_size(args[0]))
 
 
 def offset(args: Sequence[str], name: str) -> int:
-    value = parse_size(args[0], giga=True)
-    if value is None:
-        raise SlotError("invalid value")
-    return value
+    return _valid(parse_size(args[0], giga=True))
 
 
 _TIME_UNITS = [("y", 365 * 86400.0), ("M", 30 * 86400.0), ("w", 7 * 86400.0),
@@ -94,17 +96,11 @@ def parse_time(text: str, *, is_sec: bool) -> float | None:
 
 
 def msec(args: Sequence[str], name: str) -> float:
-    value = parse_time(args[0], is_sec=False)
-    if value is None:
-        raise SlotError("invalid value")
-    return value
+    return _valid(parse_time(args[0], is_sec=False))
 
 
 def sec(args: Sequence[str], name: str) -> float:
-    value = parse_time(args[0], is_sec=True)
-    if value is None:
-        raise SlotError("invalid value")
-    return value
+    return _valid(parse_time(args[0], is_sec=True))
 
 
 def number(args: Sequence[str], name: str) -> int:

@@ -23,18 +23,27 @@ builtins read the context directly each time (they are field reads).
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from wsgate.errors import ConfigError
 from wsgate.version import NGINX_COMPAT
 
 Getter = Callable[["VarContext"], "str | None"]
-_MISSING = object()
+
+
+class _Missing(enum.Enum):
+    """Sentinel type for "not cached yet" (None is a cacheable value: not found)."""
+
+    TOKEN = 0
+
+
+_MISSING: Final = _Missing.TOKEN
 
 
 @dataclass(slots=True)
@@ -111,7 +120,7 @@ class VarContext:
         self.request_body: str | None = None
         self.captures: Any = None          # re.Match of the last successful regex
         self.named_captures: dict[str, str] = {}
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[str, str | None] = {}
         self.ws_messages_in: int | None = None
         self.ws_messages_out: int | None = None
         self.ws_bytes_in: int | None = None
@@ -566,9 +575,8 @@ def _cached(key: str, getter: Getter) -> Getter:
     def get(ctx: VarContext) -> str | None:
         value = ctx.cache.get(key, _MISSING)
         if value is _MISSING:
-            value = getter(ctx)
-            ctx.cache[key] = value
-        return value  # type: ignore[return-value]
+            value = ctx.cache[key] = getter(ctx)
+        return value
     return get
 
 
@@ -592,7 +600,8 @@ class Template:
         self._bound: tuple[str | Getter, ...] | None = None
         self._table = table
 
-    def bind(self, table: VariableTable) -> None:
+    def bind(self, table: VariableTable) -> tuple[str | Getter, ...]:
+        """Replace each variable reference by its getter; returns the bound parts."""
         bound: list[str | Getter] = []
         for part in self._parts:
             if isinstance(part, str):
@@ -603,11 +612,11 @@ class Template:
                 raise ConfigError(f'unknown "{part[0]}" variable')
             bound.append(getter)
         self._bound = tuple(bound)
+        return self._bound
 
     def _getters(self) -> tuple[str | Getter, ...]:
-        if self._bound is None:
-            self.bind(self._table)
-        return self._bound  # type: ignore[return-value]
+        bound = self._bound
+        return bound if bound is not None else self.bind(self._table)
 
     def render(self, ctx: VarContext) -> str:
         """The value; not-found variables render as ""."""

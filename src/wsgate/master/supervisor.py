@@ -283,7 +283,7 @@ class Master:
     def _drop_vanished(self, cfg: Any) -> None:
         """Listeners the new config no longer has: the master's copies close now;
         workers close theirs when they swap generations."""
-        wanted = bind_keys(group_servers(cfg.http.servers if cfg.http else ()))
+        wanted = bind_keys(group_servers(cfg.servers))
         for key in [k for k in self.binder.sockets if k not in wanted]:
             self.binder.sockets.pop(key).close()
             self.binder.specs.pop(key, None)

@@ -120,7 +120,7 @@ class WorkerProcess(common.ServingLoop):
         keys = [tuple(k) for k in message.get("keys", ())]
         cfg = common.load_again(self.conf_file, self.prefix, self.globals_, self.worker.log)
         fresh: dict[Any, socket.socket] = {}
-        listens = _listens(cfg) if cfg is not None else []
+        listens = cfg.listens if cfg is not None else []
         for key, fd in zip(keys, fds):
             if cfg is None or key in self.worker.sockets:
                 os.close(fd)
@@ -135,10 +135,6 @@ class WorkerProcess(common.ServingLoop):
             return
         await self.worker.reload(cfg, fresh)
         self.cfg = cfg
-
-
-def _listens(cfg: Any) -> list[Any]:
-    return [lst for srv in (cfg.http.servers if cfg.http else ()) for lst in srv.listens]
 
 
 def run_worker(cfg: Any, worker: Worker, chan: socket.socket, conf_file: str,

@@ -20,7 +20,7 @@ import re
 import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 from wsgate.proxy.context import Exchange, server_tokens
 from wsgate.proxy.handlers import DEFAULT_TYPES, LocalResponse, absolute_location, \
@@ -189,7 +189,7 @@ def _precondition(ex: Exchange, mtime: int, etag: str | None) -> int:
     return 0
 
 
-def _range(ex: Exchange, size: int) -> tuple[int, int] | None | bool:
+def _range(ex: Exchange, size: int) -> tuple[int, int] | None | Literal[False]:
     """(offset, length) of one satisfiable range; None: whole file; False: 416."""
     raw = _header(ex, "range")
     if raw is None or "," in raw:
@@ -201,7 +201,7 @@ def _range(ex: Exchange, size: int) -> tuple[int, int] | None | bool:
     return _parse_range(raw, size)
 
 
-def _parse_range(raw: str, size: int) -> tuple[int, int] | None | bool:
+def _parse_range(raw: str, size: int) -> tuple[int, int] | None | Literal[False]:
     m = _RANGE.match(raw)
     if m is None:
         return None
