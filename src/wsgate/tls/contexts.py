@@ -11,7 +11,8 @@ The directives map onto OpenSSL as in nginx's ngx_http_ssl_module:
   ssl_ecdh_curve                -> SSL_CTX_set1_curves_list (`auto`: OpenSSL's list)
   ssl_session_cache/_timeout    -> OpenSSL's internal cache per context and worker;
                                    `shared:` zones are emulated by it (one per worker)
-  ssl_session_tickets off       -> OP_NO_TICKET
+  ssl_session_tickets off       -> OP_NO_TICKET; on: ticket keys derived per server,
+                                   equal in every worker (wsgate.tls.tickets)
   ssl_verify_client             -> SSL_VERIFY_PEER with an accept-all callback; the
                                    outcome is judged per request (`client_cert_status`)
   ssl_reject_handshake on       -> the SNI callback answers unrecognized_name
@@ -28,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from wsgate.tls import native
+from wsgate.tls import native, tickets
 from wsgate.tls.certs import TlsConfigError, full_path, load_pair, load_verify, \
     read_passwords
 
@@ -134,6 +135,8 @@ def build_server_context(server: Any, conf_prefix: str) -> ssl.SSLContext:
         ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     if not server.ssl_session_tickets:
         ctx.options |= ssl.OP_NO_TICKET
+    else:            # the same keys in every worker, as nginx's master-built SSL_CTX
+        tickets.share_ticket_keys(ctx, server, conf_prefix)
     _set_curve(ctx, server.ssl_ecdh_curve)
     if server.ssl_dhparam:
         _dhparam(ctx, full_path(server.ssl_dhparam, conf_prefix))

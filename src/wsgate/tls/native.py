@@ -4,7 +4,8 @@ nginx's semantics need them: a verify callback that accepts every client certifi
 and a verify result read after the handshake (nginx's ngx_ssl_verify_callback +
 SSL_get_verify_result, so that `ssl_verify_client` answers 400 pages instead of failing
 handshakes and `optional_no_ca` works at all), the session-cache mode and timeout,
-the verify depth, and curve lists (`ssl_ecdh_curve a:b`).
+the verify depth, curve lists (`ssl_ecdh_curve a:b`), and session ticket keys
+(shared by every worker: wsgate.tls.tickets).
 
 This is the one module that knows CPython's object layout: an `SSLContext` holds its
 `SSL_CTX *` right after the object header, an `_ssl._SSLSocket` holds its `SSL *` after
@@ -22,7 +23,7 @@ from typing import Any
 
 __all__ = ["available", "ctx_ptr", "ssl_ptr", "accept_any_peer_cert", "set_verify_on",
            "verify_result", "set_session_cache", "set_verify_depth", "set_groups",
-           "set_client_ca_list",
+           "set_client_ca_list", "set_ticket_keys", "TICKET_KEYS_LENGTH",
            "error_text"]
 
 SSL_VERIFY_PEER = 0x01
@@ -33,6 +34,8 @@ SSL_SESS_CACHE_NO_INTERNAL_STORE = 0x0200
 _CTRL_SET_SESS_CACHE_SIZE = 42
 _CTRL_SET_SESS_CACHE_MODE = 44
 _CTRL_SET_GROUPS_LIST = 92
+_CTRL_SET_TLSEXT_TICKET_KEYS = 59
+TICKET_KEYS_LENGTH = 80        # key name 16 + HMAC secret 32 + AES key 32 (OpenSSL 1.1+)
 _ERR_TXT_STRING = 0x02
 
 _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
@@ -207,6 +210,18 @@ def set_groups(ctx: ssl.SSLContext, groups: str) -> bool | None:
     buf = ctypes.create_string_buffer(groups.encode())
     ok = _LIBS[0].SSL_CTX_ctrl(raw, _CTRL_SET_GROUPS_LIST, 0,  # type: ignore[index]
                                ctypes.cast(buf, ctypes.c_void_p))
+    return bool(ok)
+
+
+def set_ticket_keys(ctx: ssl.SSLContext, keys: bytes) -> bool:
+    """SSL_CTX_set_tlsext_ticket_keys: OpenSSL copies the 80 bytes into the context."""
+    if not _OK or len(keys) != TICKET_KEYS_LENGTH:
+        return False
+    buf = ctypes.create_string_buffer(keys, len(keys))
+    ok = _LIBS[0].SSL_CTX_ctrl(_raw_ctx(ctx), _CTRL_SET_TLSEXT_TICKET_KEYS,  # type: ignore[index]
+                               len(keys), ctypes.cast(buf, ctypes.c_void_p))
+    if not ok:
+        error_text()                  # leave OpenSSL's queue empty
     return bool(ok)
 
 
