@@ -367,8 +367,8 @@ def _request_time(ctx: VarContext) -> str:
     return _msec(max(ms, 0) / 1000)
 
 
-# ngx_http_ssl_module's variables (values: wsgate.tls.variables; a test keeps the
-# two lists equal).
+# ngx_http_ssl_module's variables (their values: wsgate.tls.variables, which imports
+# this list).
 SSL_VARIABLES = ("ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused",
                  "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify",
                  "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_cert",

@@ -47,7 +47,7 @@ class TlsRuntime:
     def __init__(self, cfg: Any, warn: Callable[[ConfigError], None] | None = None) -> None:
         self.servers = ServerContexts(cfg)
         self.upstreams = UpstreamContexts(cfg)
-        servers = cfg.http.servers if cfg.http is not None else ()
+        servers = cfg.servers
         self.ssl_keys = frozenset(_listen_key(lst) for s in servers
                                   for lst in s.listens if lst.ssl)
         self.servers._check_ssl_listens(servers)

@@ -163,7 +163,7 @@ class ServerContexts:
     def __init__(self, cfg: Any) -> None:
         self.conf_prefix = _conf_prefix(cfg)
         self.by_server: dict[int, ssl.SSLContext] = {}
-        servers = cfg.http.servers if cfg.http is not None else ()
+        servers = cfg.servers
         for server in servers:
             if server.ssl_certificate or rejects(server):
                 self.by_server[id(server)] = build_server_context(server, self.conf_prefix)

@@ -250,7 +250,7 @@ def _locations(cfg: Any) -> list[Any]:
         for loc in locs:
             out.append(loc)
             walk(loc.locations)
-    for srv in (cfg.http.servers if cfg.http is not None else ()):
+    for srv in cfg.servers:
         out.append(srv.root)
         walk(srv.locations)
     return out

@@ -25,17 +25,10 @@ import ssl
 import time
 from typing import Any
 
+from wsgate.config.variables import SSL_VARIABLES  # one list: the config layer knows the names
 from wsgate.tls import native
 
 __all__ = ["tls_variables", "SSL_VARIABLES", "rfc2253", "oneline", "server_name_of"]
-
-SSL_VARIABLES = ("ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused",
-                 "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify",
-                 "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_cert",
-                 "ssl_client_raw_cert", "ssl_client_serial", "ssl_client_fingerprint",
-                 "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
-                 "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy",
-                 "ssl_client_escaped_cert", "ssl_ciphers")
 
 # OpenSSL's short names for the attributes Python reports by long name.
 _SHORT = {"commonName": "CN", "countryName": "C", "localityName": "L",
