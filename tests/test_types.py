@@ -23,8 +23,10 @@ SRC = ROOT / "src" / "wsgate"
 GATED = [
     "http", "websocket", "upstream", "observe", "demo",
     "cli/probe.py", "cli/probe_conn.py", "cli/probe_diagnose.py",
-    "proxy/tunnel.py", "proxy/wstunnel.py", "proxy/wsfeatures.py", "config/websocket.py", "proxy/listen.py", "proxy/loop.py",
+    "proxy/tunnel.py", "proxy/wstunnel.py", "proxy/wsfeatures.py", "proxy/listen.py", "proxy/loop.py",
     "proxy/flow.py", "proxy/timers.py",
+    "config", "cli/nginx.py", "cli/main.py", "cli/check.py", "proxy/server.py",
+    "proxy/static.py", "proxy/tunnellife.py", "proxy/splice.py", "tls", "master",
 ]
 
 

@@ -167,3 +167,39 @@ def _read(path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
+
+
+EMPTY_CONF = """
+events {}
+http {
+    server {
+        listen 127.0.0.1:{{port}};
+        proxy_read_timeout 30s;
+        # HTTP/1.1 without "Connection: close": the backend keeps the connection
+        # open after the response, so no EOF can end a wait for body bytes
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / { proxy_pass http://127.0.0.1:{{backend}}; }
+        location /unbuffered/ {
+            proxy_pass http://127.0.0.1:{{backend}};
+            proxy_buffering off;
+        }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("path", ["/empty", "/unbuffered/empty"])
+def test_empty_length_body_answers_at_once(wsgate_server, recording_backend, tmp_path,
+                                           path) -> None:
+    """An upstream "Content-Length: 0" response has nothing to wait for: nginx
+    answers at once (wsgate used to wait for body bytes until proxy_read_timeout)."""
+    backend = recording_backend(spec={"default": {"status": 200, "body": ""}})
+    srv = wsgate_server(EMPTY_CONF, port=free_port(), backend=backend.port, prefix=tmp_path)
+    with RawClient.connect("127.0.0.1", srv.port) as c:
+        for _ in range(2):      # and the connection stays usable
+            c.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, headers, body = c.read_response(timeout=5)
+            assert status == "HTTP/1.1 200 OK" and body == b""
+            assert headers["content-length"] == "0"
+            assert headers["connection"] == "keep-alive"

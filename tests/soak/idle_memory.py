@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/soak/idle_memory.py [--conns 2000] [--top 25]
                                                [--parts process,tracemalloc] [--nginx]
+                                               [--master]
 
 Two measurements, each for the plain byte tunnel (the map idiom only) and for the
 frame-aware tunnel (the same plus `websocket_ping_interval 30s`, so no ping is due
@@ -13,6 +14,10 @@ while we measure):
    closed, so lazy imports and first-use caches are paid) and again 2 s after CONNS
    idle tunnels are open; the difference over CONNS is the cost per tunnel. With
    `--nginx`, nginx 1.22 runs the plain config the same way, as the reference.
+   With `--master`, both run with `master_process on` and the figures sum the master
+   and its worker, as the bench does: the difference then also holds the pages the
+   worker un-shares from the forked master (copy-on-write, largely the cyclic GC
+   walking inherited objects), which the single process does not show.
 2. tracemalloc: the same configs served in this process through the library API
    (`wsgate.Server(...).start_in_thread()`, uvloop) with tracemalloc on; the clients
    run in a subprocess so none of their allocations are counted. A snapshot after
@@ -160,12 +165,21 @@ class Mem:
 
 
 def memory(pid: int) -> Mem:
-    fields = {}
-    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
-            fields[parts[0][:-1]] = int(parts[1])
-    return Mem(fields["Pss"], fields["Rss"])
+    """Pss and RSS of `pid` and its child processes (a master and its workers)."""
+    total = Mem(0, 0)
+    for one in [pid, *children(pid)]:
+        fields = {}
+        for line in pathlib.Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                fields[parts[0][:-1]] = int(parts[1])
+        total = Mem(total.pss_kb + fields["Pss"], total.rss_kb + fields["Rss"])
+    return total
+
+
+def children(pid: int) -> list[int]:
+    path = pathlib.Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def start_backend(procs: ProcessGroup) -> int:
@@ -179,10 +193,10 @@ def start_backend(procs: ProcessGroup) -> int:
 
 
 async def measure_process(server_cls: type[ConfServer], mode: str, n: int, workdir: pathlib.Path,
-                          procs: ProcessGroup) -> str:
+                          procs: ProcessGroup, master: bool = False) -> str:
     backend = start_backend(procs)
-    prefix = workdir / f"{server_cls.name}-{mode}"
-    srv = server_cls(CONF, prefix, procs=procs, params={
+    prefix = workdir / f"{server_cls.name}-{mode}{'-master' if master else ''}"
+    srv = server_cls(CONF, prefix, procs=procs, master=master, params={
         "port": free_port(), "backend": backend, "extra": MODES[mode], "prefix": prefix.resolve()})
     srv.start()
     assert srv.proc is not None
@@ -201,7 +215,8 @@ async def measure_process(server_cls: type[ConfServer], mode: str, n: int, workd
         srv.stop()
     pss = (after.pss_kb - before.pss_kb) * 1024 / n
     rss = (after.rss_kb - before.rss_kb) * 1024 / n
-    return (f"{server_cls.name:7} {mode:6} {n:6} {before.pss_kb:9} {after.pss_kb:9} "
+    label = mode + ("+m" if master else "")
+    return (f"{server_cls.name:7} {label:8} {n:6} {before.pss_kb:9} {after.pss_kb:9} "
             f"{pss / 1024:8.2f} {rss / 1024:8.2f}  {alive}/{n}")
 
 
@@ -301,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="process,tracemalloc")
     parser.add_argument("--modes", default="plain,frame")
     parser.add_argument("--nginx", action="store_true", help="also measure nginx (plain)")
+    parser.add_argument("--master", action="store_true",
+                        help="master_process on: sum the master and its worker")
     parser.add_argument("--workdir")
     parser.add_argument("--client", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -315,13 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"idle memory: {args.conns} tunnels, backend {backend}, logs in {workdir}")
     try:
         if "process" in parts:
-            print(f"{'server':7} {'mode':6} {'conns':>6} {'Pss0 KB':>9} {'Pss1 KB':>9} "
+            print(f"{'server':7} {'mode':8} {'conns':>6} {'Pss0 KB':>9} {'Pss1 KB':>9} "
                   f"{'KB/conn':>8} {'RSS/conn':>8}  alive")
             runs: list[tuple[type[ConfServer], str]] = [(WsgateServer, m) for m in modes]
             runs += [(NginxServer, "plain")] if args.nginx else []
             for cls, mode in runs:
-                print(asyncio.run(measure_process(cls, mode, args.conns, workdir, procs)),
-                      flush=True)
+                print(asyncio.run(measure_process(cls, mode, args.conns, workdir, procs,
+                                                  master=args.master)), flush=True)
         if "tracemalloc" in parts:
             for mode in modes:
                 print(measure_tracemalloc(mode, args.conns, args.top, workdir, procs),

@@ -83,6 +83,7 @@ class VarContext:
         "named_captures", "cache", "ws_messages_in", "ws_messages_out", "ws_bytes_in",
         "ws_bytes_out", "ws_close_code", "ws_close_reason", "ws_closed_by",
         "ws_duration", "connection_start", "pipelined", "request_body_file",
+        "_hindex", "_hsource",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -133,8 +134,24 @@ class VarContext:
         self.connection_start: float | None = None   # epoch seconds of the accept
         self.pipelined = False                        # head read from a pipeline
         self.request_body_file: str | None = None
+        # $http_* index: built on first use from `headers` (the list it was built
+        # from is kept to notice a replaced list)
+        self._hindex: dict[str, list[str]] | None = None
+        self._hsource: list[tuple[str, str]] | None = None
         for name, value in values.items():
             setattr(self, name, value)
+
+    def header_values(self, key: str) -> list[str] | None:
+        """The request header lines named `key` (lowercased, "-" as "_"), in order.
+
+        The index is built once per request, on the first lookup: a request's
+        templates and maps read $http_* several times, and each scan lowercased
+        every header name again."""
+        index = self._hindex
+        if index is None or self._hsource is not self.headers:
+            index = self._hindex = _index_headers(self.headers)
+            self._hsource = self.headers
+        return index.get(key)
 
     def set_captures(self, match: Any) -> None:
         """Record a successful regex match: `$1`..`$9` and its named captures.
@@ -160,6 +177,23 @@ _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 def _header_key(name: str) -> str:
     return _lower_ascii(name).replace("-", "_")
+
+
+def _index_headers(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for name, value in headers:
+        key = _header_key(name)
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return index
+
+
+def _request_header(ctx: VarContext, key: str) -> str | None:
+    values = ctx.header_values(key)
+    return values[0] if values else None
 
 
 def _first_header(headers: list[tuple[str, str]], key: str) -> str | None:
@@ -348,13 +382,14 @@ _UPSTREAM_FORMATS: dict[str, Callable[[UpstreamAttempt], str]] = {
 def _host(ctx: VarContext) -> str | None:
     if ctx.host is not None:
         return ctx.host
-    header = _first_header(ctx.headers, "host")
+    header = _request_header(ctx, "host")
     host = validate_host(header) if header else None
     return host if host else ctx.server_name
 
 
 def _proxy_add_xff(ctx: VarContext) -> str | None:
-    xff = _joined_headers(ctx.headers, "x_forwarded_for", ", ")
+    values = ctx.header_values("x_forwarded_for")
+    xff = ", ".join(values) if values else None
     return f"{xff}, {ctx.remote_addr}" if xff else ctx.remote_addr
 
 
@@ -410,8 +445,8 @@ def _builtins() -> dict[str, Getter]:
         "connection_requests": lambda c: str(c.connection_requests),
         "pid": lambda c: str(os.getpid()),
         "nginx_version": lambda c: NGINX_COMPAT,
-        "content_length": lambda c: _first_header(c.headers, "content_length"),
-        "content_type": lambda c: _first_header(c.headers, "content_type"),
+        "content_length": lambda c: _request_header(c, "content_length"),
+        "content_type": lambda c: _request_header(c, "content_type"),
         "proxy_host": lambda c: c.proxy_host,
         "proxy_port": lambda c: c.proxy_port,
         "proxy_add_x_forwarded_for": _proxy_add_xff,
@@ -450,8 +485,15 @@ _JOINED_RESPONSE = {"cache_control": ", ", "link": ", "}
 def _http_getter(key: str) -> Getter:
     sep = _JOINED_REQUEST.get(key)
     if sep is not None:
-        return lambda c: _joined_headers(c.headers, key, sep)
-    return lambda c: _first_header(c.headers, key)
+        def joined(c: VarContext) -> str | None:
+            values = c.header_values(key)
+            return sep.join(values) if values else None
+        return joined
+
+    def first(c: VarContext) -> str | None:
+        values = c.header_values(key)
+        return values[0] if values else None
+    return first
 
 
 def _sent_http_getter(key: str) -> Getter:
@@ -463,8 +505,8 @@ def _sent_http_getter(key: str) -> Getter:
 
 def _cookie_getter(name: str) -> Getter:
     def get(c: VarContext) -> str | None:
-        lines = [v for n, v in c.headers if _header_key(n) == "cookie"]
-        return _multi_header_value(lines, name) if name else None
+        lines = c.header_values("cookie")
+        return _multi_header_value(lines, name) if name and lines else None
     return get
 
 

@@ -7,8 +7,12 @@ case; nginx compares them case-insensitively).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+_T = TypeVar("_T")
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -24,6 +28,35 @@ NEED_DATA = _Sentinel.NEED_DATA
 NeedData = _Sentinel
 
 
+def fast_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted dataclass an `__init__` that stores through the slot
+    descriptors directly. The generated frozen `__init__` calls object.__setattr__
+    per field (2.9 µs for a Request); this one takes a third of that. The class
+    stays frozen: assignment after construction still raises."""
+    names: dict[str, Any] = {}
+    params, body = [], []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.default_factory is not dataclasses.MISSING or not f.init:
+            raise TypeError(f"fast_init: {cls.__name__}.{f.name} needs the generated init")
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            names[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        names[f"_s_{f.name}"] = cls.__dict__[f.name].__set__
+        body.append(f"  _s_{f.name}(self, {f.name})")
+    source = (f"def _make({', '.join(names)}):\n"
+              f" def __init__(self, {', '.join(params)}):\n" + "\n".join(
+                  " " + line for line in body) + "\n return __init__\n")
+    scope: dict[str, Callable[..., Any]] = {}
+    exec(source, {}, scope)  # as dataclasses itself builds __init__
+    init = scope["_make"](**names)
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)
+    return cls
+
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Request:
     """A parsed, validated request head (nginx's view of it).
@@ -50,6 +83,7 @@ class Request:
     host: bytes | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Response:
     """A parsed upstream response head.
@@ -70,6 +104,7 @@ class Response:
     status_line: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Data:
     """A piece of message body, as it arrived (never the whole body by design)."""
@@ -77,6 +112,7 @@ class Data:
     data: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EndOfMessage:
     """The body ended; `trailers` are the chunked trailer fields, if any."""

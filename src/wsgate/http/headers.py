@@ -96,23 +96,64 @@ def build_upstream_request(method: bytes, uri: bytes,
     an empty value are not sent; client headers whose name is set (even empty) are
     never forwarded; the rest follow in the client's order and case.
     """
-    user, defaults, taken = _set_header_plan(tuple(name for name, _ in set_headers))
-    lines = [b"%s %s HTTP/%s\r\n" % (method, uri, _version(http_version))]
-    for bname, (_, value) in zip(user, set_headers):
-        rendered = _render(value, body_length, chunked)
-        if rendered:
-            lines.append(bname + b": " + rendered + b"\r\n")
-    for bname, value in defaults:
-        rendered = (proxy_host or "").encode("latin-1") if value == "$proxy_host" \
-            else _render(value, body_length, chunked)
-        if rendered:
-            lines.append(bname + b": " + rendered + b"\r\n")
-    if pass_request_headers:
-        for raw_name, raw_value in client_headers:
-            if raw_name.lower() not in taken:
-                lines.append(raw_name + b": " + raw_value + b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    plan = UpstreamHeadPlan(http_version, tuple(name for name, _ in set_headers),
+                            pass_request_headers)
+    return plan.build(method, uri, client_headers, [v for _, v in set_headers],
+                      body_length, chunked, proxy_host)
+
+
+class UpstreamHeadPlan:
+    """What build_upstream_request decides from the configuration alone (protocol
+    version, set-header names, defaults to add, client fields to drop): made once
+    per location by the proxy, so a request only renders values and joins lines."""
+
+    __slots__ = ("version", "user", "defaults", "taken", "pass_request_headers")
+
+    def __init__(self, http_version: str | bytes | tuple[int, int],
+                 names: tuple[str, ...], pass_request_headers: bool = True) -> None:
+        self.version = _version(http_version)
+        self.user, defaults, self.taken = _set_header_plan(names)
+        # a default with a fixed value is its finished line already (b"" when
+        # empty: never sent); the rest depend on the request
+        self.defaults = tuple(
+            (bname, value, b"" if value in _DYNAMIC else _line(bname, _render(value, None,
+                                                                            False)))
+            for bname, value in defaults)
+        self.pass_request_headers = pass_request_headers
+
+    def build(self, method: bytes, uri: bytes, client_headers: Headers,
+              values: Sequence[str], body_length: int | None, chunked: bool,
+              proxy_host: str | None) -> bytes:
+        """The head, with `values` the rendered set-header values (names' order)."""
+        lines = [b"%s %s HTTP/%s\r\n" % (method, uri, self.version)]
+        for bname, value in zip(self.user, values):
+            rendered = _render(value, body_length, chunked)
+            if rendered:
+                lines.append(bname + b": " + rendered + b"\r\n")
+        for bname, value, fixed in self.defaults:
+            if fixed:
+                lines.append(fixed)
+                continue
+            if value not in _DYNAMIC:
+                continue
+            rendered = (proxy_host or "").encode("latin-1") if value == "$proxy_host" \
+                else _render(value, body_length, chunked)
+            if rendered:
+                lines.append(bname + b": " + rendered + b"\r\n")
+        if self.pass_request_headers:
+            taken = self.taken
+            for raw_name, raw_value in client_headers:
+                if raw_name.lower() not in taken:
+                    lines.append(raw_name + b": " + raw_value + b"\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+
+_DYNAMIC = frozenset(("$proxy_host", BODY_LENGTH, CHUNKED))
+
+
+def _line(bname: bytes, rendered: bytes) -> bytes:
+    return bname + b": " + rendered + b"\r\n" if rendered else b""
 
 
 @functools.lru_cache(maxsize=256)
@@ -141,12 +182,12 @@ def filter_upstream_response_headers(headers: Headers, hide: Iterable[bytes] = (
     ordinary field for nginx: it is copied (the 101 tunnel needs it).
     """
     del is_101  # nginx copies the same fields for a 101; Connection is rewritten
-    skip = _not_copied(tuple(hide), tuple(pass_))
+    skip = not_copied(tuple(hide), tuple(pass_))
     return [(name, value) for name, value in headers if name.lower() not in skip]
 
 
 @functools.lru_cache(maxsize=256)
-def _not_copied(hide: tuple[bytes, ...], pass_: tuple[bytes, ...]) -> frozenset[bytes]:
+def not_copied(hide: tuple[bytes, ...], pass_: tuple[bytes, ...]) -> frozenset[bytes]:
     """Every lowercased name not copied, once per proxy_hide/pass_header pair."""
     hidden = (NGINX_HIDE_HEADERS | {h.lower() for h in hide}) - {p.lower() for p in pass_}
     return frozenset(hidden | _NOT_COPIED)

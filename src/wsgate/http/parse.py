@@ -47,6 +47,12 @@ _CTL_IN_NAME = re.compile(rb"[\x00-\x20\x7f]")
 _DIGITS = re.compile(rb"[0-9]+\Z")
 _FAST_BLOCK = re.compile(rb"(?:[A-Za-z0-9\-]+: *[^\x00\r\n]*\r\n)*\r\n")
 _FAST_LINE = re.compile(rb"([A-Za-z0-9\-]+): *([^\x00\r\n]*)\r\n")
+# The common whole head: "METHOD target HTTP/1.x", plain CRLF fields, nothing
+# before it. Within the first header buffer this decides exactly what the
+# line-by-line path would (which handles everything else).
+_FAST_HEAD = re.compile(
+    rb"([A-Z_\-]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([0-9]{1,3})\r\n"
+    rb"((?:[A-Za-z0-9\-]+: *[^\x00\r\n]*\r\n)*)\r\n")
 _HANDLED = UNIQUE_HEADERS | {b"host", b"connection", b"upgrade"}
 _MAX_ERROR_QUOTE = 2048 - 300
 # The common, valid header line: token name, ":", spaces, a value without NUL/CR.
@@ -114,6 +120,10 @@ class RequestHeadParser:
     One parser per request head; `trailing_data` holds the bytes after the head.
     """
 
+    __slots__ = ("_buf", "_pos", "_scanned", "_buffers", "_ignore_invalid", "_name_ok",
+                 "_merge_slashes", "_max_headers", "_line", "_headers", "_seen",
+                 "_connection", "_upgrade", "_host", "_uri", "trailing_data", "done")
+
     def __init__(self, limits: HeaderLimits = DEFAULT_HEADER_LIMITS, *,
                  ignore_invalid_headers: bool = True,
                  underscores_in_headers: bool = False,
@@ -144,6 +154,10 @@ class RequestHeadParser:
         # per feed costs a memcpy of at most the head limit, less than the read
         buf = self._buf = self._buf + data if self._buf else data
         model = self._buffers
+        if self._pos == 0 and len(buf) <= model.size:
+            fast = _FAST_HEAD.match(buf)
+            if fast is not None:
+                return self._fast_head(fast)
         while True:
             lf = buf.find(b"\n", max(self._pos, self._scanned))
             if lf < 0:
@@ -166,6 +180,16 @@ class RequestHeadParser:
                 request = self._header_line(line, lf + 1)
             if request is not None:
                 return request
+
+    def _fast_head(self, m: re.Match[bytes]) -> Request:
+        method, target, minor, block = m.groups()
+        self._line = (method, target, (1, int(minor)))
+        self._uri = self._target(target)
+        add = self._add_valid
+        for name, value in _FAST_LINE.findall(block):
+            add(name, value.rstrip(b" "))
+        self._pos = m.end()
+        return self._finish(m.end())
 
     def _fast_headers(self, buf: bytes) -> Request | None:
         """The common case in one regex: a whole head of plain CRLF header lines

@@ -28,6 +28,13 @@ _STATUS_PREFIX = re.compile(
     rb"(?:H(?:T(?:T(?:P(?:/(?:[1-9][0-9]*(?:\.(?:[0-9]+(?: +(?:[0-9]{1,3}"
     rb"(?:[ .][^\r\n]*)?\r*)?)?)?)?)?)?)?)?)?)?\Z")
 _CTL_IN_NAME = re.compile(rb"[\x00-\x20\x7f]")
+# The common head in one match: a plain status line and token-named CRLF fields
+# without NUL. Whatever this accepts, the line-by-line path accepts the same way
+# (same fields, values stripped of spaces); anything else is left to that path.
+_FAST_HEAD = re.compile(
+    rb"HTTP/([1-9][0-9]*)\.([0-9]+) +([0-9]{3})(?:[ .]([^\r\n]*))?\r\n"
+    rb"((?:[A-Za-z0-9_\-]+:[^\x00\r\n]*\r\n)*)\r\n")
+_FAST_FIELD = re.compile(rb"([A-Za-z0-9_\-]+):([^\x00\r\n]*)\r\n")
 _DIGITS = re.compile(rb"[0-9]+\Z")
 
 
@@ -45,6 +52,8 @@ def _invalid(line: bytes, at: int) -> UpstreamHeadError:
 
 class ResponseHeadParser:
     """Feed upstream bytes; get NEED_DATA until a final response head."""
+
+    __slots__ = ("max_size", "strict", "_buf", "trailing_data", "done")
 
     def __init__(self, max_size: int = PROXY_BUFFER_SIZE, *, strict: bool = False):
         self.max_size = max_size
@@ -72,6 +81,9 @@ class ResponseHeadParser:
             return response
 
     def _parse(self, buf: bytes) -> tuple[Response, int] | NeedData:
+        fast = _FAST_HEAD.match(buf)
+        if fast is not None:
+            return self._fast(fast), fast.end()
         lf = buf.find(b"\n")
         first = buf if lf < 0 else buf[:lf]
         if lf < 0 and len(buf) < self.max_size:
@@ -84,6 +96,14 @@ class ResponseHeadParser:
             return NEED_DATA
         fields, end = headers
         return self._response(first, m, fields, end), end
+
+    def _fast(self, m: re.Match[bytes]) -> Response:
+        major, minor, code, reason, block = m.groups()
+        fields = [(name, value.strip(b" ")) for name, value in _FAST_FIELD.findall(block)]
+        length, chunked, close = self._framing(fields)
+        end = m.end(3) if reason is None else m.end(4)
+        return Response(int(code), reason or b"", (int(major), int(minor)), tuple(fields),
+                        length, chunked, close, m.end(), m.string[m.start(3):end])
 
     @staticmethod
     def _http09() -> tuple[Response, int]:

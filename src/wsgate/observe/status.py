@@ -26,13 +26,13 @@ import enum
 import html
 import json
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, TypeVar
 
 from wsgate.observe.shared import (
     ACCEPTED, HANDLED, READING, REQUESTS, WAITING, WRITING, Region, Slot)
 
-__all__ = ["ConnectionCounters", "ConnState", "ConnStat", "ConnTotals", "LiveTunnels", "TunnelInfo",
-           "TunnelRecord", "handle_status", "handle_stub_status", "render_status_html",
+__all__ = ["ConnectionCounters", "ConnState", "ConnStat", "ConnTotals", "LiveTunnel",
+           "LiveTunnels", "TunnelInfo", "TunnelRecord", "handle_status", "handle_stub_status", "render_status_html",
            "render_status_json", "stub_status_body"]
 
 
@@ -200,9 +200,32 @@ def handle_stub_status(counters: ConnectionCounters, method: str) -> Handled:
 Probe = Callable[[], tuple[int, int, int, int]]
 
 
+class LiveTunnel(Protocol):
+    """What the registry needs of a live tunnel. The engine registers its own
+    per-tunnel object (proxy/tunnellife.py), which computes `client` and the counts
+    on demand: thousands of idle tunnels should not each hold a row of text."""
+
+    id: int                 # set by LiveTunnels.add
+
+    @property
+    def server(self) -> str: ...
+    @property
+    def client(self) -> str: ...       # "addr:port" of the client
+    @property
+    def upstream(self) -> str: ...     # upstream group name, or the proxied host:port
+    @property
+    def peer(self) -> str: ...         # the address actually connected to
+    @property
+    def uri(self) -> str: ...
+    @property
+    def started(self) -> float: ...    # wall-clock time.time() at the 101
+
+    def counts(self) -> tuple[int, int, int, int]: ...
+
+
 @dataclass(slots=True)
 class TunnelRecord:
-    """A live tunnel as the registry holds it; the engine makes one per tunnel."""
+    """A live tunnel given as plain values (tests, tools): a `LiveTunnel`."""
 
     server: str
     client: str         # "addr:port" of the client
@@ -212,6 +235,9 @@ class TunnelRecord:
     started: float      # wall-clock time.time() at the 101
     probe: Probe | None = None
     id: int = 0         # set by LiveTunnels.add
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.probe() if self.probe is not None else (0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,23 +257,26 @@ class TunnelInfo:
     messages_out: int
 
 
+T = TypeVar("T", bound=LiveTunnel)
+
+
 class LiveTunnels:
     """The tunnels open in this process, for the status page."""
 
     def __init__(self) -> None:
-        self._open: dict[int, TunnelRecord] = {}
+        self._open: dict[int, LiveTunnel] = {}
         self._next = 1
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, record: TunnelRecord) -> TunnelRecord:
+    def add(self, record: T) -> T:
         record.id = self._next
         self._next += 1
         self._open[record.id] = record
         return record
 
-    def remove(self, record: TunnelRecord) -> None:
+    def remove(self, record: LiveTunnel) -> None:
         self._open.pop(record.id, None)
 
     def snapshot(self, now: float) -> list[TunnelInfo]:
@@ -255,10 +284,9 @@ class LiveTunnels:
         return [_info(r, now) for r in self._open.values()]
 
 
-def _info(r: TunnelRecord, now: float) -> TunnelInfo:
-    counts = r.probe() if r.probe is not None else (0, 0, 0, 0)
+def _info(r: LiveTunnel, now: float) -> TunnelInfo:
     return TunnelInfo(r.id, r.server, r.client, r.upstream, r.peer, r.uri,
-                      max(now - r.started, 0.0), *counts)
+                      max(now - r.started, 0.0), *r.counts())
 
 
 # -- the status page ----------------------------------------------------------------

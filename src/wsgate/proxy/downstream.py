@@ -24,7 +24,7 @@ from wsgate.http.parse import BadRequest, RequestHeadParser
 from wsgate.limits import HeaderLimits
 from wsgate.observe.errorlog import context
 from wsgate.observe.metrics import handle_metrics
-from wsgate.observe.status import TunnelRecord, handle_status, handle_stub_status
+from wsgate.observe.status import handle_status, handle_stub_status
 from wsgate.proxy import route
 from wsgate.proxy.context import ConnInfo, Exchange, make_exchange, server_tokens
 from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers, \
@@ -39,8 +39,8 @@ from wsgate.proxy.stream import ReadTimeout, Stream
 from wsgate.tls.serving import request_check
 from wsgate.tls.variables import tls_variables
 from wsgate.proxy.tryfiles import try_files
-from wsgate.proxy.wsfeatures import ending_message, refused_origin, route_of
-from wsgate.proxy.wstunnel import WsTunnelStats
+from wsgate.proxy.tunnellife import TunnelLife, route_info
+from wsgate.proxy.wsfeatures import refused_origin
 
 __all__ = ["Downstream", "BodyTooLarge"]
 
@@ -63,10 +63,19 @@ class _BadBody(Exception):
     chunked body")."""
 
 
+_LIMITS: dict[tuple[int, int, int], HeaderLimits] = {}
+
+
 def _limits(server: Any) -> HeaderLimits:
+    """The server's header limits, one frozen object per distinct setting (built
+    per request they were a measurable share of a small request)."""
     num, size = server.large_client_header_buffers
-    return HeaderLimits(buffer_size=server.client_header_buffer_size, large_num=num,
-                        large_size=size)
+    key = (server.client_header_buffer_size, num, size)
+    limits = _LIMITS.get(key)
+    if limits is None:
+        limits = _LIMITS[key] = HeaderLimits(buffer_size=key[0], large_num=num,
+                                             large_size=size)
+    return limits
 
 
 class Downstream:
@@ -97,9 +106,11 @@ class Downstream:
             self.runtime.log.write("alert", f"unexpected error: {type(exc).__name__}: {exc}",
                                    connection=self.conn.number)
         finally:
-            self.stat.close()
             if self.tunnel is None:
+                self.stat.close()
                 self.stream.close()
+            # else the connection lives on as its tunnel: the tunnel's end closes the
+            # stat and does the rest of the request's end (tunnellife.py)
 
     async def _wait_first_byte(self) -> bool:
         default = self.group.default
@@ -225,8 +236,10 @@ class Downstream:
         """nginx's server-rewrite, find-config and rewrite phases, with the "find the
         location again" loop after a changed URI; False when a response was sent.
         A named location (error_page @x) skips server rewrite and location search."""
-        if named is None:
-            res = run_script(ex.server.root.rewrite, ex, self._script_log(ex))
+        # a level without rewrite directives has nothing to run (most locations)
+        ops = ex.server.root.rewrite
+        if named is None and ops:
+            res = run_script(ops, ex, self._script_log(ex))
             if res.respond:
                 await self._script_response(ex, res)
                 return False
@@ -235,7 +248,10 @@ class Downstream:
                 ex.location, named = named, None
             elif not await self._find_config(ex):
                 return False
-            res = run_script(getattr(ex.location, "rewrite", None), ex, self._script_log(ex))
+            ops = getattr(ex.location, "rewrite", None)
+            if not ops:
+                return True
+            res = run_script(ops, ex, self._script_log(ex))
             if res.respond:
                 await self._script_response(ex, res)
                 return False
@@ -284,7 +300,7 @@ class Downstream:
         conf = getattr(ex.location, "try_files", None)
         if conf is not None and not await self._try_files(ex, conf):
             return
-        if wants_ssi(ex):
+        if getattr(ex.location, "ssi", False) and wants_ssi(ex):   # ssi off: never
             await run_with_ssi(self, ex, self._content_plain)
         else:
             await self._content_plain(ex)
@@ -349,7 +365,7 @@ class Downstream:
             elif loc.proxy_pass is not None:
                 result = await proxy(self, ex)
                 if result.tunnel is not None:
-                    await self._tunnel(ex, result)
+                    self._tunnel(ex, result)
                 elif result.redirect is not None:
                     await self._accel_redirect(ex, result.redirect)
                 elif result.status:
@@ -442,34 +458,20 @@ class Downstream:
                        "websocket_allow_origin", ex, None)
         return True
 
-    async def _tunnel(self, ex: Exchange, result: Any) -> None:
+    def _tunnel(self, ex: Exchange, result: Any) -> None:
+        """The tunnel runs: this connection's coroutine ends now (an idle tunnel must
+        not cost a suspended coroutine chain and the request's state); the tunnel's
+        end does the rest of the request's end (TunnelLife, tunnellife.py)."""
         self.tunnel = tunnel = result.tunnel
-        tunnel.info = info = route_of(ex, self.runtime.upstreams)
+        ex.keep_alive = False
+        # first: from here on the tunnel's end ends the request, whatever follows
+        self._tunnel_opened(ex, tunnel, result.tunnel_head_bytes)
+        tunnel.info = info = route_info(ex, self.runtime.upstreams)
         if ex.location.websocket_log_open:
             self._log_open(ex, result.tunnel_head_bytes)
-        if self.runtime.draining:   # opened during a graceful stop: close it politely
+        if self.runtime.draining and tunnel.stats is None:
+            # opened during a graceful stop: close it politely
             tunnel.close_politely(1001, "server going away", info.close_timeout)
-        label = _upstream_label(ex)
-        record = self._tunnel_opened(ex, result.tunnel, label)
-        stats = None
-        try:
-            stats = await result.tunnel.wait()
-        finally:
-            self._tunnel_closed(record, label, stats)
-        ex.bytes_sent = result.tunnel_head_bytes + stats.bytes_down
-        ex.vars.body_bytes_sent = stats.bytes_down    # nginx: all bytes after the 101 head
-        ex.vars.now = ex.vars.start_time + (time.time() - ex.vars.start_time)
-        ex.keep_alive = False
-        if stats.how == "read_timeout":
-            self.log_error("error", "upstream timed out", ex, "proxying upgraded connection",
-                           err=110, upstream=ex.upstream_url)
-        if isinstance(stats, WsTunnelStats):
-            for name, value in stats.session_vars().items():
-                setattr(ex.vars, name, value)
-            ending = ending_message(stats, stats.error_side)
-            if ending is not None:
-                self.log_error(ending[0], ending[1], ex, "proxying upgraded connection",
-                               upstream=ex.upstream_url)
 
     def _log_open(self, ex: Exchange, head_bytes: int) -> None:
         """websocket_log_open: an access-log line as the tunnel opens (101, the
@@ -478,28 +480,11 @@ class Downstream:
         ex.vars.now = time.time()
         self.runtime.access_log(ex)
 
-    def _tunnel_opened(self, ex: Exchange, tunnel: Any, label: str) -> TunnelRecord:
-        server = _name(ex.server)
-        self.runtime.metrics.tunnel_opened(server, label)
-        tries = [a for group in ex.vars.upstream_groups for a in group]
-        record = TunnelRecord(
-            server=server, upstream=ex.vars.proxy_host or "",
-            peer=tries[-1].addr if tries else "",
-            client=_client(self.conn), uri=ex.vars.request_uri, started=time.time(),
-            probe=lambda: _tunnel_counts(tunnel))
-        self.runtime.live_tunnels.add(record)
-        return record
-
-    def _tunnel_closed(self, record: TunnelRecord, label: str, stats: Any) -> None:
-        self.runtime.live_tunnels.remove(record)
-        bytes_in, bytes_out, messages_in, messages_out = record.probe()  # type: ignore[misc]
-        code, closer = None, stats.closed_by if stats is not None else "proxy"
-        if isinstance(stats, WsTunnelStats):  # frame-aware: the Close frames decide
-            code, closer = stats.ws_close_code, stats.ws_closed_by or closer
-        self.runtime.metrics.tunnel_closed(
-            record.server, label, close_code=code, closed_by=closer,
-            duration=time.time() - record.started, bytes_in=bytes_in,
-            bytes_out=bytes_out, messages_in=messages_in, messages_out=messages_out)
+    def _tunnel_opened(self, ex: Exchange, tunnel: Any, head_bytes: int) -> None:
+        life = TunnelLife(self.runtime, self.conn, self.stat, ex, tunnel,
+                          server=_name(ex.server), label=_upstream_label(ex),
+                          head_bytes=head_bytes)
+        life.start(self)
 
     # -- errors and error_page -------------------------------------------------------
 
@@ -569,12 +554,11 @@ class Downstream:
         ex.vars.body_bytes_sent += len(resp.body)
 
     async def _finish(self, ex: Exchange) -> bool:
+        if self.tunnel is not None:
+            return False    # counted and logged when the tunnel ends (tunnellife.py)
         ex.vars.status = ex.status
         ex.vars.bytes_sent = ex.bytes_sent
         self._count(ex)
-        if self.tunnel is not None:
-            self.runtime.access_log(ex)
-            return False
         if ex.keep_alive and not ex.body_read and _has_body(ex.request):
             await self.discard_body(ex)
         self.runtime.access_log(ex)
@@ -708,22 +692,8 @@ def _upstream_label(ex: Exchange) -> str:
     return str(ex.vars.proxy_host or pp.url)
 
 
-def _tunnel_counts(tunnel: Any) -> tuple[int, int, int, int]:
-    """Bytes read from each side so far (wire bytes: client -> upstream is "in"),
-    and finished messages, which only frame-aware legs count."""
-    c, u = tunnel.client, tunnel.upstream
-    return c.nread, u.nread, getattr(c, "messages", 0), getattr(u, "messages", 0)
-
-
 def _header(ex: Exchange, lname: str) -> str | None:
     return next((v for n, v in ex.vars.headers if n.lower() == lname), None)
-
-
-def _client(conn: ConnInfo) -> str:
-    if conn.remote_port is None:
-        return conn.remote_addr
-    host = f"[{conn.remote_addr}]" if ":" in conn.remote_addr else conn.remote_addr
-    return f"{host}:{conn.remote_port}"
 
 
 def _page(ex: Exchange, fields: list[tuple[str, str]], body: bytes) -> LocalResponse:

@@ -56,14 +56,18 @@ def header_filter(location: Any, ex: Exchange, status: int, fields: Fields, *,
     only for the statuses in ADD_HEADER_STATUSES)."""
     # headers an intercepted upstream response left in r->headers_out (401's
     # WWW-Authenticate) come first
-    out = list(ex.extra.get("carry_headers", ())) + list(fields)
-    safe = status in ADD_HEADER_STATUSES
+    carry = ex.extra.get("carry_headers")
     exp = getattr(location, "expires", None)
+    adds = getattr(location, "add_header", None)
+    if not carry and exp is None and not adds:
+        return list(fields)           # nothing to add (most locations)
+    out = list(carry or ()) + list(fields)
+    safe = status in ADD_HEADER_STATUSES
     if exp is not None and safe:
         if last_modified is None:
             last_modified = _field_time(out, b"last-modified")
         out = _expires(exp, ex, out, last_modified)
-    for h in getattr(location, "add_header", ()) or ():
+    for h in adds or ():
         if not h.always and not safe:
             continue
         name = h.name.encode("latin-1")

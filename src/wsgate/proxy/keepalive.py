@@ -24,8 +24,13 @@ def location_keeps_alive(ex: Exchange, conn: ConnInfo) -> bool:
     disabled = loc.keepalive_disable
     if "none" in disabled:
         return True
+    # the User-Agent is looked at only when a setting needs it (the default,
+    # msie6, only for POST)
+    msie6 = "msie6" in disabled and ex.request.method == b"POST"
+    if not (msie6 or "safari" in disabled):
+        return True
     agent = user_agent(_header(ex, "user-agent") or "")
-    if "msie6" in disabled and ex.request.method == b"POST" and agent[0]:
+    if msie6 and agent[0]:
         return False
     return not ("safari" in disabled and agent[1])
 

@@ -47,6 +47,8 @@ class Pool:
         # call_later + cancel on every put/get measured ~1.5% of a proxied request).
         self._idle: OrderedDict[Pooled, float] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
+        # looked up once: get_running_loop() costs a getpid() call in Python 3.11
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._idle)
@@ -76,7 +78,9 @@ class Pool:
             self._take(oldest)
             oldest.close()
         conn.pool, conn.pool_key = self, key
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         self._idle[conn] = loop.time()
         if self.timeout > 0 and self._timer is None:
             self._timer = loop.call_later(self.timeout, self._expire)

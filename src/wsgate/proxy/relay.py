@@ -41,6 +41,7 @@ from wsgate.proxy.handlers import absolute_location, connection_field, header_fi
     keepalive_header
 from wsgate.proxy.stream import PeerClosed, ReadTimeout, Stream
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
+from wsgate.proxy.tunnellife import access_logged
 from wsgate.tls.serving import UpstreamHandshakeError, open_tls_peer
 from wsgate.proxy.upstream_conn import Target, UpstreamStream, connect_error_message, \
     open_peer, resolve_target
@@ -72,20 +73,42 @@ class _Failed(Exception):
         self.status = status
 
 
-def _set_headers(ex: Exchange) -> list[tuple[str, str]]:
-    """Rendered proxy_set_header values, user lines only (defaults come from
-    http.headers in nginx's order)."""
-    out = []
-    for h in ex.location.proxy_set_header:
-        if not h.file and not h.line:
-            continue          # a default the config layer merged in; see merge_set_headers
-        out.append((h.name, h.value.render(ex.vars)))
-    return out
+class _LocPlan:
+    """What proxying through one location needs that the configuration alone
+    decides, made on its first request instead of on every one: the user's
+    proxy_set_header templates and the upstream head plan; the response fields
+    not copied, the proxy_pass_header names, the Server line."""
+
+    __slots__ = ("loc", "templates", "head", "skip", "passed", "server_line")
+
+    def __init__(self, loc: Any) -> None:
+        self.loc = loc      # kept to check identity: ids are reused after a reload
+        # a line without file/line is a default the config layer merged in (see
+        # merge_set_headers); http.headers adds those in nginx's order
+        self.templates = tuple((h.name, h.value) for h in loc.proxy_set_header
+                               if h.file or h.line)
+        self.head = hdr.UpstreamHeadPlan(loc.proxy_http_version,
+                                         tuple(name for name, _ in self.templates),
+                                         loc.proxy_pass_request_headers)
+        hide, pass_ = _encoded(tuple(loc.proxy_hide_header)), \
+            _encoded(tuple(loc.proxy_pass_header))
+        self.skip = hdr.not_copied(hide, pass_)
+        self.passed = frozenset(p.lower() for p in pass_)
+        self.server_line = b"Server: " + \
+            pages.server_token(server_tokens(loc)).encode() + b"\r\n"
 
 
-def _set_header_defaults(ex: Exchange) -> list[tuple[str, str]]:
-    """The user's lines, then nginx's defaults (Host from $proxy_host)."""
-    return _set_headers(ex)
+# id(location) -> its plan; cleared when large, so old generations cannot pile up
+_PLANS: dict[int, _LocPlan] = {}
+
+
+def _plan(loc: Any) -> _LocPlan:
+    plan = _PLANS.get(id(loc))
+    if plan is None or plan.loc is not loc:
+        if len(_PLANS) >= 4096:
+            _PLANS.clear()
+        plan = _PLANS[id(loc)] = _LocPlan(loc)
+    return plan
 
 
 async def read_client_body(dc: Any, ex: Exchange) -> bytes:
@@ -100,14 +123,13 @@ def _request_head(ex: Exchange, target: Target, body: bytes | None,
     method = ex.request.method
     if loc.proxy_method is not None:
         method = loc.proxy_method.render(ex.vars).encode("latin-1")
-    elif ex.internal and method not in (b"HEAD",):
+    elif ex.internal and method != b"HEAD":
         method = b"GET"
     length = len(body) if body is not None and not chunked else streamed_length
-    return hdr.build_upstream_request(
-        method, target.uri, loc.proxy_http_version,
-        tuple(ex.request.headers), _set_headers(ex),
-        pass_request_headers=loc.proxy_pass_request_headers,
-        body_length=length, chunked=chunked, proxy_host=target.proxy_host)
+    plan = _plan(loc)
+    values = [value.render(ex.vars) for _, value in plan.templates]
+    return plan.head.build(method, target.uri, ex.request.headers, values, length,
+                           chunked, target.proxy_host)
 
 
 def _request_body(ex: Exchange) -> tuple[bool, bool]:
@@ -191,6 +213,10 @@ class _Next(Exception):
 
 class _Proxying:
     """One proxied request's walk over the group's peers (nginx's upstream_next)."""
+
+    __slots__ = ("dc", "ex", "target", "group", "head", "body", "streaming", "chunked",
+                 "mask", "idempotent", "started", "uri", "request_sent", "cached", "pick",
+                 "action")
 
     def __init__(self, dc: Any, ex: Exchange, target: Target, head: bytes,
                  body: bytes | None, streaming: bool, chunked: bool,
@@ -507,14 +533,20 @@ def _rewrite_location(ex: Exchange, value: bytes, refresh: bool = False) -> byte
 def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: bool,
                  length: int | None) -> bytes:
     loc = ex.location
-    hide, pass_ = _encoded(tuple(loc.proxy_hide_header)), _encoded(tuple(loc.proxy_pass_header))
-    fields = hdr.filter_upstream_response_headers(resp.headers, hide, pass_,
-                                                  resp.status == 101)
+    plan = _plan(loc)
+    skip = plan.skip
     location: bytes | None = None
+    ctype: bytes | None = None
     rest: list[tuple[bytes, bytes]] = []
-    for name, value in fields:
+    # one pass: the copied fields in upstream order (hdr.filter_upstream_response_
+    # headers' rule), the last Content-Type, proxy_redirect over Location/Refresh
+    for name, value in resp.headers:
         lname = name.lower()
-        if lname in (b"location", b"refresh"):
+        if lname in skip:
+            if lname == b"content-type":
+                ctype = value
+            continue
+        if lname == b"location" or lname == b"refresh":
             new = _rewrite_location(ex, value, lname == b"refresh")
             if lname == b"location" and new != value and new.startswith(b"/"):
                 # a rewritten relative Location is made absolute by nginx's header
@@ -523,17 +555,16 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
                 continue
             value = new
         rest.append((name, value))
-    passed = {p.lower() for p in pass_}
+    passed = plan.passed
     override = ex.extra.get("err_status")
     if override:
         lines = [pages.status_line(override)]
     else:
         lines = [b"HTTP/1.1 " + (resp.status_line or b"%d" % resp.status) + b"\r\n"]
     if b"server" not in passed or _last(resp, b"server") is None:
-        lines.append(b"Server: " + pages.server_token(server_tokens(loc)).encode() + b"\r\n")
+        lines.append(plan.server_line)
     if b"date" not in passed or _last(resp, b"date") is None:
         lines.append(b"Date: " + _date() + b"\r\n")
-    ctype = _last(resp, b"content-type")
     if ctype is not None:
         lines.append(b"Content-Type: " + ctype + b"\r\n")
     if length is not None:
@@ -547,13 +578,13 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
     else:
         lines.append(connection_field(keep_alive, keepalive_header(ex)))
     rest = header_filter(loc, ex, resp.status, rest)
-    lines.extend(n + b": " + v + b"\r\n" for n, v in rest)
-    ex.vars.response_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in rest]
+    lines.extend([n + b": " + v + b"\r\n" for n, v in rest])
+    sent = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in rest]
     if ctype is not None:
-        ex.vars.response_headers.append(("Content-Type", ctype.decode("latin-1")))
-    ex.vars.response_headers.append(
-        ("Connection", "upgrade" if resp.status == 101 else
-         "keep-alive" if keep_alive else "close"))
+        sent.append(("Content-Type", ctype.decode("latin-1")))
+    sent.append(("Connection", "upgrade" if resp.status == 101 else
+                 "keep-alive" if keep_alive else "close"))
+    ex.vars.response_headers = sent
     lines.append(b"\r\n")
     if ex.request.version == (0, 9):
         return b""                # an HTTP/0.9 client gets the body alone
@@ -604,24 +635,50 @@ def _upgrade(px: Any, peer: Peer, up: Stream, resp: Response,
     ex.status = 101
     client.write(head)
     ex.bytes_sent += len(head)
-    timeouts = TunnelTimeouts(read=loc.proxy_read_timeout, client_send=loc.send_timeout,
-                              upstream_send=loc.proxy_send_timeout)
     client_pending, upstream_pending = client.detach(), up.detach()
-
-    def ended(stats: Any) -> None:
-        # least_conn counts the tunnel until here (nginx frees the peer at the end)
-        attempt.bytes_received += getattr(stats, "bytes_down", 0)
-        attempt.response_time = time.monotonic() - started   # nginx: at finalize
-        px.release(peer, Outcome.OK)
-
+    # The tunnel outlives this request's objects: its end callback keeps only the
+    # balancer's handles, and the try's figures only when the access log shows them.
+    logged = access_logged(loc)
+    ended = _PeerRelease(px.pick.balancer, peer, px.pick.peers.single,
+                         attempt if logged else None, started if logged else 0.0)
     assert client.transport is not None and up.transport is not None
     tunnel = open_tunnel(client.transport, up.transport, client_pending=client_pending,
-                         upstream_pending=upstream_pending, timeouts=timeouts,
+                         upstream_pending=upstream_pending,
+                         timeouts=_timeouts(loc.proxy_read_timeout, loc.send_timeout,
+                                            loc.proxy_send_timeout),
                          half_close=True, client_eof=client.eof and not client.lost,
                          upstream_eof=up.eof and not up.lost, on_end=ended,
                          ws=dc.runtime.ws.options(loc))
-    ex.extra["tunnel"] = tunnel
     return ProxyResult(relayed=True, tunnel=tunnel, tunnel_head_bytes=len(head))
+
+
+@functools.lru_cache(maxsize=64)
+def _timeouts(read: float | None, client_send: float | None,
+              upstream_send: float | None) -> TunnelTimeouts:
+    """One (frozen) TunnelTimeouts per distinct setting, shared by the tunnels."""
+    return TunnelTimeouts(read=read, client_send=client_send, upstream_send=upstream_send)
+
+
+class _PeerRelease:
+    """A tunnel's end callback from the relay: frees the upstream peer (least_conn
+    counts the tunnel until here: nginx frees the peer when it finalizes) and
+    completes the try's $upstream_bytes_received / $upstream_response_time."""
+
+    __slots__ = ("balancer", "peer", "single", "attempt", "started")
+
+    def __init__(self, balancer: Any, peer: Peer, single: bool,
+                 attempt: UpstreamAttempt | None, started: float) -> None:
+        self.balancer, self.peer, self.single = balancer, peer, single
+        self.attempt, self.started = attempt, started
+
+    def __call__(self, stats: Any) -> None:
+        attempt = self.attempt
+        if attempt is not None:
+            attempt.bytes_received += stats.bytes_down
+            attempt.response_time = time.monotonic() - self.started   # nginx: at finalize
+        # Pick.release's accounting; Outcome.OK never disables a peer, so there is
+        # no "temporarily disabled" line to log here.
+        self.balancer.release(self.peer, Outcome.OK, time.time(), single=self.single)
 
 
 # -- the response body -----------------------------------------------------------------
@@ -657,7 +714,9 @@ async def _relay(px: Any, up: UpstreamStream, resp: Response,
     ex.bytes_sent += len(head)
     result = ProxyResult(relayed=True, keep_alive=keep_alive)
     complete = True
-    if kind == "none":
+    if kind == "none" or kind == "length" and not resp.content_length:
+        # no body, or "Content-Length: 0": nothing to wait for (reading would stall
+        # until proxy_read_timeout; nginx answers at once)
         client.write(head)
     else:
         reader: Any

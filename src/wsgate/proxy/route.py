@@ -15,12 +15,14 @@ config order and the first match (searched again for nested locations) wins.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from wsgate.config.regex import compile_nginx_regex
+from wsgate.http.events import fast_init
 
 __all__ = ["AddressServers", "Match", "find_server", "find_location", "named_location",
            "server_name_matches"]
@@ -35,8 +37,16 @@ class AddressServers:
 
     servers: tuple[Any, ...]
     default: Any
+    # no server here has a ~regex name (whose match would set captures)
+    plain_names: bool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        plain = not any(name.startswith("~") for srv in self.servers
+                        for name in srv.server_names)
+        object.__setattr__(self, "plain_names", plain)
 
 
+@fast_init            # made per request
 @dataclass(frozen=True, slots=True)
 class Match:
     """A selected location and the regex match that selected it (if any)."""
@@ -92,6 +102,9 @@ def find_server(group: AddressServers, host: str | None) -> tuple[Any, Any]:
     """The server for `host` on this address and the server_name regex match."""
     if not host:
         return group.default, None
+    servers = group.servers
+    if len(servers) == 1 and servers[0] is group.default and group.plain_names:
+        return group.default, None    # the only server answers; no regex to capture
     host = host.lower()
     best: tuple[int, int, int, Any, Any] = (9, 0, 0, None, None)
     for index, srv in enumerate(group.servers):

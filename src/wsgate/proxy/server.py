@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
 
 from wsgate.observe.accesslog import AccessLogs
 from wsgate.observe.errorlog import ErrorLog
@@ -22,6 +24,7 @@ from wsgate.observe.status import LiveTunnels
 from wsgate.proxy import listen as listen_mod
 from wsgate.proxy.context import ConnInfo
 from wsgate.proxy.downstream import Downstream
+from wsgate.proxy.tunnellife import TunnelLife
 from wsgate.proxy.wsfeatures import WsPlan, route_kept, start_drain
 from wsgate.proxy.route import AddressServers
 from wsgate.proxy.stream import Stream
@@ -32,6 +35,13 @@ __all__ = ["Runtime", "Worker", "listen_key", "group_servers"]
 
 _WILDCARDS = ("0.0.0.0", "::")
 _POLITE_GRACE = 1.0   # seconds a politely closed tunnel gets before it is dropped
+
+
+class _Listener(Protocol):
+    """What the worker needs of a serving listener: an asyncio server (plain) or a
+    wsgate.tls.accept.TlsServer (peek-then-TLS)."""
+
+    def close(self) -> None: ...
 
 
 def listen_key(listen: Any) -> tuple[str, int | None, str | None]:
@@ -88,7 +98,9 @@ class Runtime:
         self.closing = False
         self.draining = False               # graceful stop: tunnels opening now close politely
         self.ws = WsPlan(self.access.formats)  # which locations get the frame-aware tunnel
-        self.connections: set[Downstream] = set()
+        # Client connections; one that became a tunnel is its TunnelLife from then on
+        # (its Downstream's task has ended: proxy/tunnellife.py).
+        self.connections: set[Downstream | TunnelLife] = set()
         # The worker's, shared by every generation; standalone if none is given.
         self.metrics = metrics if metrics is not None else Metrics(process=False)
         self.live_tunnels = live_tunnels if live_tunnels is not None else LiveTunnels()
@@ -148,13 +160,12 @@ class Worker:
         self.runtime: Runtime | None = None
         self.sockets: dict[Any, socket.socket] = {}
         self.specs: dict[Any, listen_mod.ListenSpec] = {}
-        self.servers: dict[Any, asyncio.AbstractServer] = {}
+        self.servers: dict[Any, _Listener] = {}
         self.old: list[Runtime] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.numbers = itertools.count(1)
         self.metrics = Metrics()            # per worker, survives reloads
         self.live_tunnels = LiveTunnels()
-        self.live = 0                     # client connections now open
         self.drain_timers: list[asyncio.TimerHandle] = []
         self.drain_tasks: set[asyncio.Task[Any]] = set()  # polite closes under way
 
@@ -162,8 +173,8 @@ class Worker:
 
     def bind(self, cfg: Any) -> dict[Any, socket.socket]:
         """Bind every listener of `cfg` not bound yet (ListenError on failure)."""
-        listens = [lst for srv in (cfg.http.servers if cfg.http else ()) for lst in srv.listens]
-        groups = group_servers(cfg.http.servers if cfg.http else ())
+        listens = cfg.listens
+        groups = group_servers(cfg.servers)
         fresh: dict[Any, socket.socket] = {}
         try:
             for key in bind_keys(groups):
@@ -197,13 +208,13 @@ class Worker:
             spec = self.specs[key]
             if self.runtime.tls.is_ssl(key):
                 # peek one byte, then TLS or plain (497): wsgate.tls.accept
-                self.servers[key] = await start_tls_serving(  # type: ignore[assignment]
-                    self.sockets[key], lambda k=key: self._accept(k),
-                    lambda k=key: self._tls_context(k),
-                    lambda k=key: self._tls_timeout(k), self.log.write)
+                self.servers[key] = await start_tls_serving(
+                    self.sockets[key], partial(self._accept, key),
+                    partial(self._tls_context, key),
+                    partial(self._tls_timeout, key), self.log.write)
                 continue
             self.servers[key] = await listen_mod.start_serving(
-                self.sockets[key], lambda k=key: self._accept(k), backlog=spec.backlog)
+                self.sockets[key], partial(self._accept, key), backlog=spec.backlog)
 
     async def reload(self, cfg: Any, sockets: dict[Any, socket.socket]) -> None:
         """Swap in a new generation; old connections keep theirs.
@@ -253,8 +264,15 @@ class Worker:
 
     def over_limit(self) -> bool:
         """worker_connections counts listeners and connections, as nginx's do."""
-        limit = self.runtime.cfg.worker_connections if self.runtime is not None else None
+        if self.runtime is None:
+            return False
+        limit: int = self.runtime.cfg.worker_connections
         return bool(limit) and self.live + len(self.servers) >= limit
+
+    @property
+    def live(self) -> int:
+        """Client connections now open (tunnels included), in every generation."""
+        return sum(len(rt.connections) for rt in self.runtimes())
 
     def _tls_context(self, key: Any) -> Any:
         return self.runtime.tls.context(key) if self.runtime is not None else None
@@ -274,7 +292,7 @@ class Worker:
             # nginx: ngx_get_connection() finds no free slot, logs and drops it.
             self.log.write("alert", f"{runtime.cfg.worker_connections} "
                                     "worker_connections are not enough")
-            transport.abort()
+            stream.abort()
             return
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
@@ -286,14 +304,12 @@ class Worker:
         dc = Downstream(runtime, group, stream, conn)
         dc.tls_port = runtime.tls.is_ssl(key)
         runtime.connections.add(dc)
-        self.live += 1
         task = asyncio.get_running_loop().create_task(dc.run())
         self.tasks.add(task)
 
         def done(t: asyncio.Task[None]) -> None:
             self.tasks.discard(t)
-            self.live -= 1
-            runtime.connections.discard(dc)
+            runtime.connections.discard(dc)   # a no-op once it became a tunnel
         task.add_done_callback(done)
 
     # -- stopping ---------------------------------------------------------------------
@@ -325,15 +341,35 @@ class Worker:
         # websocket_drain_spread; byte tunnels live on until they end (nginx).
         self._start_drain([dc.tunnel for rt in self.runtimes() for dc in rt.connections
                            if dc.tunnel is not None], "server going away")
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=timeout)
-        if self.tasks:
+        if not await self._all_ended(timeout):
             # worker_shutdown_timeout expired: close politely, give Close frames a
             # moment to leave, then drop whatever is left.
             for rt in self.runtimes():
                 self.close_runtime(rt)
-            await asyncio.wait(set(self.tasks), timeout=_POLITE_GRACE)
+            await self._all_ended(_POLITE_GRACE)
         self.fast()
+
+    async def _all_ended(self, timeout: float | None) -> bool:
+        """Wait, at most `timeout` seconds, until every request task and every tunnel
+        has ended (a tunnel outlives its connection's task); True when all have.
+        Tasks still running may open tunnels: hence the second look (bounded: no new
+        connections are accepted)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        for _ in range(3):
+            ends = [dc.tunnel.ended() for rt in self.runtimes() for dc in rt.connections
+                    if dc.tunnel is not None and dc.tunnel.stats is None]
+            if not self.tasks and not ends:
+                return True
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                await asyncio.wait({*self.tasks, *ends}, timeout=left)
+            finally:
+                for end in ends:
+                    end.cancel()
+        return not self.tasks and not any(
+            dc.tunnel is not None and dc.tunnel.stats is None
+            for rt in self.runtimes() for dc in rt.connections)
 
     def fast(self) -> None:
         """TERM/INT: drop everything now."""
@@ -348,8 +384,9 @@ class Worker:
         for rt in self.runtimes():
             for dc in list(rt.connections):
                 if dc.tunnel is not None:
-                    dc.tunnel.abort()
-                dc.stream.abort()
+                    dc.tunnel.abort()     # its client transport is the stream's
+                else:
+                    dc.stream.abort()
             rt.close()
         self.close_sockets()
 
@@ -371,7 +408,7 @@ class Worker:
 class _ClientStream(Stream):
     """A client connection's stream: starts its Downstream once connected."""
 
-    def __init__(self, on_made: Any) -> None:
+    def __init__(self, on_made: Callable[[Stream, asyncio.BaseTransport], None]) -> None:
         super().__init__()
         self._on_made = on_made
 

@@ -10,7 +10,13 @@ read (nginx's one `ngx_http_upstream_process_upgraded(from_upstream)`).
     client transport --(client leg: data_received)--> upstream.write
     upstream transport --(upstream leg: data_received)--> client.write
 
-Hot path: `data_received` does `peer_write(data)` and an int add; nothing else.
+Hot path: `data_received` does `out.write(data)` (`out` is the peer's transport), an
+int add and a compare; nothing else.
+Bulk: once a direction has carried `splice.SPLICE_AFTER` bytes (1 MiB), the tunnel
+tries to move it to os.splice (splice.py: socket -> pipe -> socket in the kernel, no
+copy through Python); a leg then changes class, to `_SplicedLeg` (its transport no
+longer reads) or, where splicing is impossible (TLS, the frame-aware tunnel), to
+`_SteadyLeg`; neither asks again. Idle and chatty tunnels never reach it.
 Flow control: when a transport's write buffer passes its high-water mark it calls
 `pause_writing` on its leg, which pauses reading on the *other* transport (the
 source of those bytes); `resume_writing` undoes it. Memory per tunnel stays below
@@ -50,6 +56,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from wsgate.proxy import splice
 from wsgate.proxy.flow import WriteStall, set_watermarks
 from wsgate.proxy.timers import Ticker, ticker_for
 
@@ -87,7 +94,9 @@ class TunnelStats:
 class _Leg(asyncio.Protocol):
     """The protocol of one transport: reads it, writes what it reads to the peer."""
 
-    __slots__ = ("tunnel", "side", "transport", "peer", "peer_write", "nread",
+    # Slots, and no bound method kept per leg (`out.write` is looked up per chunk):
+    # thousands of idle tunnels per worker.
+    __slots__ = ("tunnel", "side", "transport", "peer", "out", "nread",
                  "pending", "eof", "lost", "stall")
 
     def __init__(self, tunnel: Tunnel, side: Side, transport: asyncio.Transport):
@@ -95,7 +104,7 @@ class _Leg(asyncio.Protocol):
         self.side = side
         self.transport = transport
         self.peer: _Leg = self
-        self.peer_write: Callable[[bytes], None] = transport.write
+        self.out: asyncio.Transport = transport   # the peer's, once linked
         self.nread = 0       # bytes read from this side (hot-path counter)
         self.pending = 0     # bytes written to this side before the tunnel started
         self.eof = False
@@ -104,11 +113,17 @@ class _Leg(asyncio.Protocol):
 
     def link(self, peer: _Leg) -> None:
         self.peer = peer
-        self.peer_write = peer.transport.write
+        self.out = peer.transport
+
+    #: Bytes read after which the tunnel considers splicing this direction (splice.py);
+    #: the classes a leg switches to (_SplicedLeg, _SteadyLeg) never ask again.
+    bulk_at = splice.SPLICE_AFTER
 
     def data_received(self, data: bytes) -> None:
-        self.peer_write(data)
+        self.out.write(data)
         self.nread += len(data)
+        if self.nread > self.bulk_at:
+            self.tunnel._bulk(self)
 
     def eof_received(self) -> bool:
         if not self.eof:  # uvloop may report EOF again after resume_reading()
@@ -119,10 +134,12 @@ class _Leg(asyncio.Protocol):
         return get is None or get("sslcontext") is None
 
     def pause_writing(self) -> None:
-        self.peer.transport.pause_reading()
+        if type(self.peer) is not _SplicedLeg:   # a spliced source is not the loop's
+            self.peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.peer.transport.resume_reading()
+        if type(self.peer) is not _SplicedLeg:
+            self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.tunnel._on_lost(self, exc)
@@ -132,18 +149,32 @@ class _Leg(asyncio.Protocol):
         return self.pending + self.peer.nread
 
 
+class _SteadyLeg(_Leg):
+    """A leg whose direction stays with the transports (it cannot be spliced)."""
+
+    __slots__ = ()
+    bulk_at = 1 << 62
+
+
+class _SplicedLeg(_Leg):
+    """A leg whose direction is spliced (splice.py): its transport does not read."""
+
+    __slots__ = ()
+    bulk_at = 1 << 62
+
+
 class Tunnel:
     """A running tunnel; see the module docstring. Create it with `open_tunnel`."""
 
     # Slots: thousands of idle tunnels per worker; per-tunnel bytes matter.
-    __slots__ = ("loop", "client", "upstream", "timeouts", "half_close", "on_end",
+    __slots__ = ("client", "upstream", "timeouts", "half_close", "on_end",
                  "ticker", "started", "stats", "_waiters", "_closed_by", "_how",
                  "_error", "_closing", "_seen_reads", "_active_at", "info")
 
     def __init__(self, client: asyncio.Transport, upstream: asyncio.Transport, *,
                  timeouts: TunnelTimeouts, half_close: bool,
                  on_end: Callable[[TunnelStats], None] | None, ticker: Ticker):
-        self.loop = ticker.loop
+        self.ticker = ticker
         self.client = self._make_leg("client", client)
         self.upstream = self._make_leg("upstream", upstream)
         self.client.link(self.upstream)
@@ -151,7 +182,6 @@ class Tunnel:
         self.timeouts = timeouts
         self.half_close = half_close
         self.on_end = on_end
-        self.ticker = ticker
         self.started = self.loop.time()
         self.stats: TunnelStats | None = None  # set when the tunnel has ended
         self._waiters: list[asyncio.Future[TunnelStats]] | None = None
@@ -162,6 +192,10 @@ class Tunnel:
         self._seen_reads = -1
         self._active_at = self.started
         self.info: Any = None  # the engine's: route and drain settings (wsfeatures)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.ticker.loop
 
     def _make_leg(self, side: Side, transport: asyncio.Transport) -> _Leg:
         return _Leg(self, side, transport)
@@ -220,6 +254,7 @@ class Tunnel:
 
     def _on_lost(self, leg: _Leg, exc: Exception | None) -> None:
         leg.lost = True
+        splice.release(self)
         if exc is not None:
             how: How = "reset" if isinstance(exc, ConnectionError) else "error"
             self._record(leg.side, how, f"{type(exc).__name__}: {exc}")
@@ -232,6 +267,7 @@ class Tunnel:
 
     def _finish(self) -> None:
         self.ticker.discard(self)
+        splice.release(self)
         stats = self._make_stats()
         self.stats = stats
         for waiter in self._waiters or ():
@@ -251,13 +287,25 @@ class Tunnel:
         """Wait until both connections are gone; returns the tunnel's stats."""
         if self.stats is not None:
             return self.stats
+        return await self.ended()
+
+    def ended(self) -> asyncio.Future[TunnelStats]:
+        """A future that gets the tunnel's stats once both connections are gone
+        (made on demand: an idle tunnel has none)."""
         waiter: asyncio.Future[TunnelStats] = self.loop.create_future()
-        self._waiters = [*(self._waiters or ()), waiter]
-        return await waiter
+        if self.stats is not None:
+            waiter.set_result(self.stats)
+        else:
+            self._waiters = [*(self._waiters or ()), waiter]
+        return waiter
 
     def close_transports(self) -> None:
-        """Close both sides once their write buffers drain."""
+        """Close both sides once their write buffers (and splice pipes) drain."""
         self._closing = True
+        if not splice.drain_then(self, self._close_legs):
+            self._close_legs()
+
+    def _close_legs(self) -> None:
         for leg in (self.client, self.upstream):
             leg.transport.close()
 
@@ -275,9 +323,28 @@ class Tunnel:
     def abort(self, how: How = "closed") -> None:
         """Immediate end: both connections dropped, buffered bytes discarded."""
         self._record("proxy", how)
+        self._abort_legs()
+
+    def _abort_legs(self) -> None:
         self._closing = True
+        splice.release(self)
         for leg in (self.client, self.upstream):
             leg.transport.abort()
+
+    # -- bulk directions (splice.py) ---------------------------------------------
+
+    def _bulk(self, leg: _Leg) -> None:
+        """`leg`'s direction has carried splice.SPLICE_AFTER bytes: splice it if it
+        can be (then its transport stops reading), else never ask again."""
+        switched = splice.start(self, leg)
+        if switched is not None:
+            leg.__class__ = _SplicedLeg if switched else _SteadyLeg
+
+    def _splice_failed(self, leg: _Leg, exc: OSError) -> None:
+        """A spliced socket failed: a reset, handled as the transports' would be."""
+        how: How = "reset" if isinstance(exc, ConnectionError) else "error"
+        self._record(leg.side, how, f"{type(exc).__name__}: {exc}")
+        self._abort_legs()
 
     # -- timeouts (called by the ticker) -----------------------------------------
 
@@ -293,7 +360,7 @@ class Tunnel:
         for leg, limit in limits:
             if limit is None or leg.lost:
                 continue
-            buffered = leg.transport.get_write_buffer_size()
+            buffered = self._buffered(leg)
             if leg.stall is None:
                 if not buffered:
                     continue
@@ -302,13 +369,16 @@ class Tunnel:
                 return True
         return False
 
+    def _buffered(self, leg: _Leg) -> int:
+        """Bytes written toward `leg` and not yet flushed (a splice's pipe too)."""
+        return leg.transport.get_write_buffer_size() + splice.pending(self, leg)
+
     def _read_idle(self, now: float) -> bool:
         limit = self.timeouts.read
         if limit is None or self._closing:
             return False
         reads = self.client.nread + self.upstream.nread
-        buffered = (self.client.transport.get_write_buffer_size()
-                    + self.upstream.transport.get_write_buffer_size())
+        buffered = self._buffered(self.client) + self._buffered(self.upstream)
         if reads != self._seen_reads or buffered:
             self._seen_reads, self._active_at = reads, now
             return False

@@ -183,7 +183,7 @@ class _FrameLeg(_Leg):
         self.messages += messages
         self.payload += payload
         self.forwarded += len(data)
-        self.peer_write(data)
+        self.out.write(data)
 
     def _process(self, data: bytes, base: int, events: list[Event],
                  limit: int | None) -> None:
@@ -269,7 +269,7 @@ class _FrameLeg(_Leg):
         if self.dead or self.held or self.parser.at_boundary:
             for piece in self.take_queue():
                 self.forwarded += len(piece)
-                self.peer_write(piece)
+                self.out.write(piece)
         self._update_slow()
 
     def take_queue(self) -> list[bytes]:
@@ -323,7 +323,7 @@ class _Cut:
             self.out.extend(self.leg.take_queue())
 
     def write(self) -> None:
-        write = self.leg.peer_write
+        write = self.leg.out.write
         for piece in self.out:
             self.leg.forwarded += len(piece)
             write(piece)
