@@ -628,10 +628,12 @@ class Template:
     """A compiled nginx complex value: literal strings and variable getters.
 
     `parts` holds str literals and (name,) tuples before binding; after `bind()` the
-    tuples are replaced by getters, so `render` does no lookups per request.
+    tuples are replaced by getters and the parts compiled into one render function
+    (see `_compile`), so `render` does no lookups and no per-part tests per request.
     """
 
-    __slots__ = ("source", "is_static", "variables", "_parts", "_bound", "_table")
+    __slots__ = ("source", "is_static", "variables", "_parts", "_bound", "_table",
+                 "_fn")
 
     def __init__(self, source: str, parts: list[str | tuple[str]],
                  table: VariableTable) -> None:
@@ -641,6 +643,8 @@ class Template:
         self._parts = tuple(parts)
         self._bound: tuple[str | Getter, ...] | None = None
         self._table = table
+        self._fn: Callable[[VarContext], str] | None = \
+            _constant(source) if self.is_static else None
 
     def bind(self, table: VariableTable) -> tuple[str | Getter, ...]:
         """Replace each variable reference by its getter; returns the bound parts."""
@@ -654,23 +658,30 @@ class Template:
                 raise ConfigError(f'unknown "{part[0]}" variable')
             bound.append(getter)
         self._bound = tuple(bound)
+        if not self.is_static:
+            self._fn = _compile(self._bound)
         return self._bound
 
     def _getters(self) -> tuple[str | Getter, ...]:
         bound = self._bound
         return bound if bound is not None else self.bind(self._table)
 
+    def renderer(self) -> Callable[[VarContext], str]:
+        """The render function itself (binding now if needed), for a caller that
+        keeps it: one call per value instead of two."""
+        fn = self._fn
+        if fn is None:
+            self.bind(self._table)
+            fn = self._fn
+            assert fn is not None
+        return fn
+
     def render(self, ctx: VarContext) -> str:
         """The value; not-found variables render as ""."""
-        if self.is_static:
-            return self.source
-        out = []
-        for part in self._getters():
-            if isinstance(part, str):
-                out.append(part)
-            else:
-                out.append(part(ctx) or "")
-        return "".join(out)
+        fn = self._fn
+        if fn is None:
+            fn = self.renderer()
+        return fn(ctx)
 
     def render_log(self, ctx: VarContext, escape: str = "default") -> str:
         """The value as access_log writes it: escape applies to variable values only.
@@ -686,6 +697,38 @@ class Template:
             value = part(ctx)
             out.append(_ESCAPERS[escape](value))
         return "".join(out)
+
+
+def _constant(text: str) -> Callable[[VarContext], str]:
+    return lambda ctx: text
+
+
+def _compile(bound: tuple[str | Getter, ...]) -> Callable[[VarContext], str]:
+    """The cheapest render function for bound parts: most templates are one
+    variable (`$host`, `$http_upgrade`) or a literal and one variable."""
+    parts = [p for p in bound if not isinstance(p, str) or p]     # no empty literals
+    if all(isinstance(p, str) for p in parts):
+        return _constant("".join(p for p in parts if isinstance(p, str)))
+    if len(parts) == 1:
+        getter = parts[0]
+        assert not isinstance(getter, str)
+        return lambda ctx: getter(ctx) or ""
+    if len(parts) == 2:
+        first, second = parts
+        if isinstance(first, str):
+            assert not isinstance(second, str)
+            return lambda ctx: first + (second(ctx) or "")
+        if isinstance(second, str):
+            return lambda ctx: (first(ctx) or "") + second
+    template = ["" if not isinstance(p, str) else p for p in parts]
+    slots = tuple((i, p) for i, p in enumerate(parts) if not isinstance(p, str))
+
+    def render(ctx: VarContext) -> str:
+        out = template.copy()
+        for i, getter in slots:
+            out[i] = getter(ctx) or ""
+        return "".join(out)
+    return render
 
 
 def _escape_default(value: str | None) -> str:

@@ -18,6 +18,7 @@ are already in memory). It obeys nginx's worker signals and the master's channel
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -70,7 +71,17 @@ class WorkerProcess(common.ServingLoop):
             loop.add_signal_handler(signum, handler)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        # The configuration, modules and the runtime built from them live as long
+        # as the worker: out of the collector's sight (gc.freeze), full collections
+        # no longer walk them again (py-spy: 1.3-2.2% of a busy worker's samples
+        # were in the collector, 0.3% after). The collection runs before serving
+        # (it would hold up connections this worker had started to accept); the
+        # freeze, a cheap list splice, after start(): frozen before it, the
+        # runtime's objects would be the whole of what the collector counts as
+        # long-lived, and full collections would come far more often.
+        gc.collect()
         await self.worker.start(self.cfg, {})
+        gc.freeze()
         self.chan.setblocking(False)
         loop.add_reader(self.chan.fileno(), self._on_channel)
         pruner = loop.create_task(self._prune())
@@ -133,6 +144,11 @@ class WorkerProcess(common.ServingLoop):
             for sock in fresh.values():
                 sock.close()
             return
+        # The first configuration was frozen (gc.freeze, see _main): unfrozen now
+        # so that it can be collected once its last requests end. Not frozen again
+        # (that would need a pause for a full collection, or would freeze the old
+        # one's garbage): after a reload the collector walks everything, as before.
+        gc.unfreeze()
         await self.worker.reload(cfg, fresh)
         self.cfg = cfg
 

@@ -174,6 +174,7 @@ class Metrics:
         self._peers = peers
         self._clock = clock
         self._request_keys: dict[tuple[str, str | None, int], str] = {}
+        self._handshake_keys: dict[tuple[str, int], str] = {}
         self._tunnel_key_cache: dict[tuple[str, str], _TunnelKeys] = {}
         self.registry.register(_SharedCollector(self.slot.region))
         self.registry.register(_ConnectionCollector(self.connections))
@@ -215,7 +216,14 @@ class Metrics:
 
     def handshake(self, server: str, status: int) -> None:
         """A WebSocket upgrade attempt was answered with `status`."""
-        self.slot.add(_key("wsgate_websocket_handshakes", server, str(status)), 1)
+        ident = (server, status)
+        key = self._handshake_keys.get(ident)
+        if key is None:       # the key's text, built once per (server, status)
+            if len(self._handshake_keys) >= _CACHE_MAX:
+                self._handshake_keys.clear()
+            key = self._handshake_keys[ident] = _key("wsgate_websocket_handshakes",
+                                                     server, str(status))
+        self.slot.add(key, 1)
 
     def tunnel_opened(self, server: str, upstream: str | None) -> None:
         keys = self._tunnel_keys(server, _label(upstream))

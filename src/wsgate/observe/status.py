@@ -95,18 +95,13 @@ class ConnectionCounters:
         self._ints[WAITING] += 1
         return ConnStat(self, ConnState.WAITING)
 
-    def _count_request(self) -> None:
-        self._ints[REQUESTS] += 1
 
-    def _move(self, old: ConnState, new: ConnState) -> None:
-        if old is not ConnState.CLOSED:
-            self._ints[_STATE_FIELD[old]] -= 1
-        if new is not ConnState.CLOSED:
-            self._ints[_STATE_FIELD[new]] += 1
-
-
+# A connection's state as the index of its counter in the slot (CLOSED: none), so
+# a transition is two list updates (enum keys cost a hash each, per request).
+_CLOSED = -1
 _STATE_FIELD = {ConnState.READING: READING, ConnState.WRITING: WRITING,
-                ConnState.WAITING: WAITING}
+                ConnState.WAITING: WAITING, ConnState.CLOSED: _CLOSED}
+_FIELD_STATE = {field: state for state, field in _STATE_FIELD.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,37 +127,50 @@ class ConnStat:
     """One connection's place in the counters; each transition is idempotent,
     so an error path that closes twice cannot drive a counter negative."""
 
-    __slots__ = ("_counters", "state")
+    __slots__ = ("_ints", "_field")
 
     def __init__(self, counters: ConnectionCounters, state: ConnState) -> None:
-        self._counters = counters
-        self.state = state
+        self._ints = counters._ints
+        self._field = _STATE_FIELD[state]
+
+    @property
+    def state(self) -> ConnState:
+        return _FIELD_STATE[self._field]
 
     def reading(self) -> None:
         """The first bytes of a request arrived: a request now exists."""
-        if self.state is ConnState.WAITING:
-            self._counters._count_request()
-            self._go(ConnState.READING)
+        if self._field == WAITING:
+            ints = self._ints
+            ints[REQUESTS] += 1
+            ints[WAITING] -= 1
+            ints[READING] += 1
+            self._field = READING
 
     def writing(self) -> None:
         """The request head is parsed; it is being processed (or tunnelled)."""
-        if self.state is ConnState.WAITING:  # head arrived in one read
-            self._counters._count_request()
-        if self.state in (ConnState.WAITING, ConnState.READING):
-            self._go(ConnState.WRITING)
+        field = self._field
+        if field == WAITING or field == READING:
+            ints = self._ints
+            if field == WAITING:          # head arrived in one read
+                ints[REQUESTS] += 1
+            ints[field] -= 1
+            ints[WRITING] += 1
+            self._field = WRITING
 
     def waiting(self) -> None:
         """The request is finalized and the connection is kept alive."""
-        if self.state is not ConnState.CLOSED:
-            self._go(ConnState.WAITING)
+        field = self._field
+        if field != _CLOSED and field != WAITING:
+            ints = self._ints
+            ints[field] -= 1
+            ints[WAITING] += 1
+            self._field = WAITING
 
     def close(self) -> None:
-        if self.state is not ConnState.CLOSED:
-            self._go(ConnState.CLOSED)
-
-    def _go(self, new: ConnState) -> None:
-        self._counters._move(self.state, new)
-        self.state = new
+        field = self._field
+        if field != _CLOSED:
+            self._ints[field] -= 1
+            self._field = _CLOSED
 
 
 # -- stub_status --------------------------------------------------------------------

@@ -15,7 +15,7 @@ tunnel gets them.
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 from wsgate.errors import RemoteProtocolError
 from wsgate.http import framing
@@ -112,29 +112,34 @@ class Downstream:
             # else the connection lives on as its tunnel: the tunnel's end closes the
             # stat and does the rest of the request's end (tunnellife.py)
 
-    async def _wait_first_byte(self) -> bool:
-        default = self.group.default
-        if self.conn.requests == 0:
-            timeout = default.client_header_timeout
-        else:
-            timeout = self.keepalive_timeout
-        try:
-            await self.stream.wait_data(timeout)
-        except ReadTimeout:
-            return False
-        return bool(self.stream.buffer)
-
     async def _one_request(self) -> bool:
+        # The common request runs without a coroutine of its own for each phase:
+        # every wait resumes through each frame of the chain, and each coroutine
+        # costs its creation even when it never waits (see _find_config,
+        # _content, relay.proxy).
         self.idle = True
-        pipelined = self.conn.requests > 0 and bool(self.stream.buffer)
+        stream = self.stream
+        pipelined = self.conn.requests > 0 and bool(stream.buffer)
         self.stat.waiting()
-        if not await self._wait_first_byte():
-            return False
+        if not stream.buffer:
+            # the first byte: client_header_timeout, or keepalive_timeout between
+            # requests
+            timeout = self.group.default.client_header_timeout \
+                if self.conn.requests == 0 else self.keepalive_timeout
+            try:
+                await stream.wait_data(timeout)
+            except ReadTimeout:
+                return False
+            if not stream.buffer:
+                return False
         self.idle = False
         self.stat.reading()
         started = time.time()
-        request = await self._read_head(started)
-        if request is None:
+        parser = self._head_parser()
+        request = self._feed_head(parser, started)
+        if request is NEED_DATA:
+            request = await self._read_head(parser, started)
+        if request is None or request is NEED_DATA:
             return False
         self.stat.writing()
         self.conn.requests += 1
@@ -145,11 +150,23 @@ class Downstream:
         if m is not None:
             ex.vars.set_captures(m)
         if self.tls_port and not await self._tls_request(ex):
-            return await self._finish(ex)
+            if self._body_left(ex):
+                await self.discard_body(ex)
+            return self._finish(ex)
         if self.runtime.closing:
             ex.keep_alive = False
-        await self._serve(ex)
-        return await self._finish(ex)
+        if ex.server.root.rewrite:
+            await self._serve(ex)
+        else:                         # no server-level rewrite: the location now
+            refusal = self._find_config(ex)
+            if refusal > 0:
+                await self._error(ex, refusal)
+            elif refusal == 0 and (not getattr(ex.location, "rewrite", None)
+                                   or await self._phases(ex, ex.location)):
+                await self._content(ex)
+        if self._body_left(ex):
+            await self.discard_body(ex)
+        return self._finish(ex)
 
     async def _tls_request(self, ex: Exchange) -> bool:
         """$https/$scheme/$ssl_*, then nginx's TLS refusals (497/495/496 as 400 pages,
@@ -169,26 +186,37 @@ class Downstream:
         await self._error(ex, check.status)
         return False
 
-    async def _read_head(self, started: float) -> Request | None:
+    def _head_parser(self) -> RequestHeadParser:
         default = self.group.default
-        parser = RequestHeadParser(_limits(default),
-                                   ignore_invalid_headers=default.ignore_invalid_headers,
-                                   underscores_in_headers=default.underscores_in_headers)
+        return RequestHeadParser(_limits(default),
+                                 ignore_invalid_headers=default.ignore_invalid_headers,
+                                 underscores_in_headers=default.underscores_in_headers)
+
+    def _feed_head(self, parser: RequestHeadParser, started: float) -> Request | None | Any:
+        """Feed the buffered bytes: the request, None (a bad head, answered, or
+        the client closed), or NEED_DATA."""
+        stream = self.stream
+        data = stream.take()
+        if not data and stream.eof:
+            return None
+        try:
+            result = parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._bad_request(exc, started)
+            return None
+        if result is not NEED_DATA:
+            stream.unread(parser.trailing_data)
+            return result
+        if stream.eof:
+            return None
+        return NEED_DATA
+
+    async def _read_head(self, parser: RequestHeadParser, started: float) -> Request | None:
+        """The rest of a head that did not arrive in one piece (client_header_timeout
+        counts from the head's first bytes)."""
+        default = self.group.default
         deadline = time.monotonic() + default.client_header_timeout
         while True:
-            data = self.stream.take()
-            if not data and self.stream.eof:
-                return None
-            try:
-                result = parser.feed(data)
-            except RemoteProtocolError as exc:
-                self._bad_request(exc, started)
-                return None
-            if result is not NEED_DATA:
-                self.stream.unread(parser.trailing_data)
-                return result
-            if self.stream.eof:
-                return None
             try:
                 await self.stream.wait_data(max(0.0, deadline - time.monotonic()))
             except ReadTimeout:
@@ -198,6 +226,9 @@ class Downstream:
                                                     client=self.conn.remote_addr,
                                                     server=_name(default)))
                 return None
+            result = self._feed_head(parser, started)
+            if result is not NEED_DATA:
+                return result  # type: ignore[no-any-return]
 
     def _bad_request(self, exc: RemoteProtocolError, started: float) -> None:
         status = getattr(exc, "status_hint", 400) or 400
@@ -246,8 +277,12 @@ class Downstream:
         while True:
             if named is not None:
                 ex.location, named = named, None
-            elif not await self._find_config(ex):
-                return False
+            else:
+                refusal = self._find_config(ex)
+                if refusal:
+                    if refusal > 0:
+                        await self._error(ex, refusal)
+                    return False
             ops = getattr(ex.location, "rewrite", None)
             if not ops:
                 return True
@@ -260,8 +295,10 @@ class Downstream:
             if not await self._uri_change(ex, f'processing "{ex.uri}"'):
                 return False
 
-    async def _find_config(self, ex: Exchange) -> bool:
-        """Location by URI, then client_max_body_size and the slash redirect."""
+    def _find_config(self, ex: Exchange) -> int:
+        """Location by URI, then client_max_body_size and the slash redirect: 0 to
+        go on, -1 when answered (the redirect), or a status for _error (413).
+        A plain function: most requests pass, and need no coroutine for it."""
         m = self._route(ex)
         req = ex.request
         limit = ex.location.client_max_body_size
@@ -270,14 +307,13 @@ class Downstream:
             self.log_error("error", f"client intended to send too large body: "
                            f"{req.content_length} bytes", ex, None)
             ex.keep_alive = False
-            await self._error(ex, 413)
-            return False
+            return 413
         if m.redirect_slash:
             target = ex.uri + "/" + (f"?{ex.vars.args}" if ex.vars.args else "")
             self._send(ex, error_response(ex, 301, location=absolute_location(ex, target),
                                             relative=True))
-            return False
-        return True
+            return -1
+        return 0
 
     def _script_log(self, ex: Exchange) -> Any:
         return lambda level, message: self.log_error(level, message, ex, None)
@@ -296,14 +332,22 @@ class Downstream:
         else:
             self._send(ex, return_response(ex, code, text))
 
-    async def _content(self, ex: Exchange) -> None:
+    def _content(self, ex: Exchange) -> Awaitable[None]:
+        """The content phase's coroutine (a plain function: one frame less under
+        every wait of a request without try_files or SSI)."""
         conf = getattr(ex.location, "try_files", None)
-        if conf is not None and not await self._try_files(ex, conf):
-            return
+        if conf is not None:
+            return self._content_after_try_files(ex, conf)
+        return self._content_ssi(ex)
+
+    async def _content_after_try_files(self, ex: Exchange, conf: Any) -> None:
+        if await self._try_files(ex, conf):
+            await self._content_ssi(ex)
+
+    def _content_ssi(self, ex: Exchange) -> Awaitable[None]:
         if getattr(ex.location, "ssi", False) and wants_ssi(ex):   # ssi off: never
-            await run_with_ssi(self, ex, self._content_plain)
-        else:
-            await self._content_plain(ex)
+            return run_with_ssi(self, ex, self._content_plain)
+        return self._content_plain(ex)
 
     async def _try_files(self, ex: Exchange, conf: Any) -> bool:
         """The precontent phase; True when this location's content handler runs."""
@@ -553,14 +597,18 @@ class Downstream:
         ex.bytes_sent += len(head) + len(resp.body)
         ex.vars.body_bytes_sent += len(resp.body)
 
-    async def _finish(self, ex: Exchange) -> bool:
+    def _body_left(self, ex: Exchange) -> bool:
+        """A body to discard before the next request (not after a tunnel)."""
+        return self.tunnel is None and ex.keep_alive and not ex.body_read \
+            and _has_body(ex.request)
+
+    def _finish(self, ex: Exchange) -> bool:
+        """The request's end (after _body_left's discard): a plain function."""
         if self.tunnel is not None:
             return False    # counted and logged when the tunnel ends (tunnellife.py)
         ex.vars.status = ex.status
         ex.vars.bytes_sent = ex.bytes_sent
         self._count(ex)
-        if ex.keep_alive and not ex.body_read and _has_body(ex.request):
-            await self.discard_body(ex)
         self.runtime.access_log(ex)
         remove_body_file(ex)
         self.keepalive_timeout = ex.location.keepalive_timeout[0]

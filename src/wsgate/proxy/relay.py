@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable
 
 from wsgate.config.variables import UpstreamAttempt
 from wsgate.config import redirect
@@ -79,7 +79,7 @@ class _LocPlan:
     proxy_set_header templates and the upstream head plan; the response fields
     not copied, the proxy_pass_header names, the Server line."""
 
-    __slots__ = ("loc", "templates", "head", "skip", "passed", "server_line")
+    __slots__ = ("loc", "templates", "renders", "head", "skip", "passed", "server_line")
 
     def __init__(self, loc: Any) -> None:
         self.loc = loc      # kept to check identity: ids are reused after a reload
@@ -87,6 +87,10 @@ class _LocPlan:
         # merge_set_headers); http.headers adds those in nginx's order
         self.templates = tuple((h.name, h.value) for h in loc.proxy_set_header
                                if h.file or h.line)
+        # a Template's own render function (one call less per value); other
+        # values (websocket on's Connection) have only render()
+        self.renders = tuple(value.renderer() if hasattr(value, "renderer")
+                             else value.render for _, value in self.templates)
         self.head = hdr.UpstreamHeadPlan(loc.proxy_http_version,
                                          tuple(name for name, _ in self.templates),
                                          loc.proxy_pass_request_headers)
@@ -127,7 +131,8 @@ def _request_head(ex: Exchange, target: Target, body: bytes | None,
         method = b"GET"
     length = len(body) if body is not None and not chunked else streamed_length
     plan = _plan(loc)
-    values = [value.render(ex.vars) for _, value in plan.templates]
+    ctx = ex.vars
+    values = [render(ctx) for render in plan.renders]
     return plan.head.build(method, target.uri, ex.request.headers, values, length,
                            chunked, target.proxy_host)
 
@@ -139,17 +144,37 @@ def _request_body(ex: Exchange) -> tuple[bool, bool]:
     return has, False
 
 
-async def proxy(dc: Any, ex: Exchange) -> ProxyResult:
-    """Run proxy_pass for `ex`; see the module docstring."""
+def proxy(dc: Any, ex: Exchange) -> Awaitable[ProxyResult]:
+    """Run proxy_pass for `ex` (see the module docstring): returns the request's
+    coroutine. A plain function, so a request without a body to read waits for
+    its upstream one coroutine frame shallower (each wait resumes through every
+    frame of the chain)."""
     loc = ex.location
     try:
         target = resolve_target(ex, dc.runtime)
     except LookupError as exc:
         dc.log_error("error", f"{exc} could not be resolved (3: Host not found)", ex, None)
-        return ProxyResult(status=502)
+        return _at_once(ProxyResult(status=502))
     except (ValueError, KeyError):
-        return ProxyResult(status=500)
+        return _at_once(ProxyResult(status=500))
     ex.vars.proxy_host, ex.vars.proxy_port = target.proxy_host, target.proxy_port
+    req = ex.request
+    if loc.proxy_set_body is None and not (loc.proxy_pass_request_body
+                                           and _request_body(ex)[0]) \
+            and (ex.body_read or not (req.content_length or req.chunked
+                                      or req.expect_continue)):
+        ex.body_read = True           # nothing to read (what _discard would do)
+        return _proxying(dc, ex, target, None, False).run()
+    return _proxy_body(dc, ex, target)
+
+
+async def _at_once(result: ProxyResult) -> ProxyResult:
+    return result
+
+
+async def _proxy_body(dc: Any, ex: Exchange, target: Target) -> ProxyResult:
+    """proxy() when a request body is to be read, streamed or discarded first."""
+    loc = ex.location
     body: bytes | None = None
     streaming = False
     if loc.proxy_set_body is not None:
@@ -162,6 +187,12 @@ async def proxy(dc: Any, ex: Exchange) -> ProxyResult:
             body = await read_client_body(dc, ex)
     elif not ex.body_read:
         await _discard(dc, ex)
+    return await _proxying(dc, ex, target, body, streaming).run()
+
+
+def _proxying(dc: Any, ex: Exchange, target: Target, body: bytes | None,
+              streaming: bool) -> _Proxying:
+    """The upstream request's head, a new $upstream_* group, the walk over peers."""
     if body is not None:
         ex.vars.proxy_internal_body_length = str(len(body))
     chunked = streaming and ex.request.content_length is None
@@ -169,7 +200,7 @@ async def proxy(dc: Any, ex: Exchange) -> ProxyResult:
                          ex.request.content_length if streaming else None)
     group: list[UpstreamAttempt] = []
     ex.vars.upstream_groups.append(group)
-    return await _Proxying(dc, ex, target, head, body, streaming, chunked, group).run()
+    return _Proxying(dc, ex, target, head, body, streaming, chunked, group)
 
 
 async def _discard(dc: Any, ex: Exchange) -> None:
@@ -287,9 +318,23 @@ class _Proxying:
         ex.upstream_url = f"{self.target.scheme}://{peer.name}{self.uri}"
         t0 = time.monotonic()
         self.action = "connecting to upstream"
-        up = await self._connect(peer, attempt, t0)
+        pool = self.target.group.pool
+        up: UpstreamStream | None = pool.get(peer.sockaddr) if pool is not None \
+            else None  # type: ignore[assignment]
+        if up is None:
+            up = await self._connect(peer, attempt, t0)
+        else:                         # an idle keep-alive connection: no coroutine
+            self.cached = True
+            attempt.connect_time = time.monotonic() - t0
+            up.requests += 1
         try:
-            await self._send(up, attempt)
+            if self.streaming:
+                await self._send(up, attempt)
+            else:                     # the whole request in one write, no coroutine
+                first = self.head + (self.body or b"")
+                up.write(first)
+                self.request_sent = True
+                attempt.bytes_sent = len(first)
             self.action = "reading response header from upstream"
             resp = await self._read_head(up, attempt, t0)
         except PeerClosed:
@@ -313,28 +358,26 @@ class _Proxying:
 
     async def _connect(self, peer: Peer, attempt: UpstreamAttempt,
                        t0: float) -> UpstreamStream:
-        pool = self.target.group.pool
-        up = pool.get(peer.sockaddr) if pool is not None else None
-        self.cached = up is not None
-        if up is None:
-            try:
-                up = await self._open(peer)
-            except UpstreamHandshakeError as exc:
-                self.dc.log_error("error", exc.message, self.ex, "SSL handshaking to upstream",
-                                  upstream=self.ex.upstream_url)
-                self._failed(attempt, 502, t0)
-                raise _Next(FailureKind.ERROR) from None
-            except (OSError, asyncio.TimeoutError) as exc:
-                timeout = isinstance(exc, asyncio.TimeoutError)
-                msg, err = connect_error_message(exc)
-                self.dc.log_error("error", msg, self.ex, self.action, err=err,
-                                  upstream=self.ex.upstream_url)
-                self._failed(attempt, 504 if timeout else 502, t0)
-                raise _Next(FailureKind.TIMEOUT if timeout else FailureKind.ERROR) \
-                    from None
+        """A new connection to `peer` (no idle keep-alive one was pooled)."""
+        self.cached = False
+        try:
+            up = await self._open(peer)
+        except UpstreamHandshakeError as exc:
+            self.dc.log_error("error", exc.message, self.ex, "SSL handshaking to upstream",
+                              upstream=self.ex.upstream_url)
+            self._failed(attempt, 502, t0)
+            raise _Next(FailureKind.ERROR) from None
+        except (OSError, asyncio.TimeoutError) as exc:
+            timeout = isinstance(exc, asyncio.TimeoutError)
+            msg, err = connect_error_message(exc)
+            self.dc.log_error("error", msg, self.ex, self.action, err=err,
+                              upstream=self.ex.upstream_url)
+            self._failed(attempt, 504 if timeout else 502, t0)
+            raise _Next(FailureKind.TIMEOUT if timeout else FailureKind.ERROR) \
+                from None
         attempt.connect_time = time.monotonic() - t0
         up.requests += 1
-        return up  # type: ignore[return-value]
+        return up
 
     async def _open(self, peer: Peer) -> UpstreamStream:
         """A new connection to `peer`: TLS for https:// (wsgate.tls.serving)."""
@@ -409,38 +452,38 @@ class _Proxying:
         if client.eof and not client.buffer:
             raise PeerClosed()
         client.eof_watcher = up
+        timeout = loc.proxy_read_timeout
         try:
-            return await self._read_head_loop(up, parser, attempt, t0)
+            while True:
+                # up.read() inlined: one coroutine less per wait
+                if not up.buffer and not up.eof:
+                    try:
+                        await up.wait_data(timeout)
+                    except ReadTimeout:
+                        self._header_failed("upstream timed out", attempt, 504, t0, err=110)
+                        raise _Next(FailureKind.TIMEOUT) from None
+                data = up.take()
+                if not data:
+                    self._header_failed("upstream prematurely closed connection", attempt,
+                                        502, t0)
+                    raise _Next(FailureKind.ERROR)
+                attempt.bytes_received += len(data)
+                try:
+                    result = parser.feed(data)
+                except RemoteProtocolError as exc:
+                    self._header_failed(str(exc), attempt, 502, t0)
+                    raise _Next(FailureKind.INVALID_HEADER) from None
+                if result is not NEED_DATA:
+                    if result.raw_head_len > loc.proxy_buffer_size:
+                        # nginx reads the head into one proxy_buffer_size buffer
+                        self._header_failed("upstream sent too big header", attempt, 502,
+                                            t0)
+                        raise _Next(FailureKind.INVALID_HEADER)
+                    up.unread(parser.trailing_data)
+                    attempt.bytes_received -= len(parser.trailing_data)
+                    return result
         finally:
             client.eof_watcher = None
-
-    async def _read_head_loop(self, up: UpstreamStream, parser: ResponseHeadParser,
-                              attempt: UpstreamAttempt, t0: float) -> Response:
-        loc = self.ex.location
-        while True:
-            try:
-                data = await up.read(loc.proxy_read_timeout)
-            except ReadTimeout:
-                self._header_failed("upstream timed out", attempt, 504, t0, err=110)
-                raise _Next(FailureKind.TIMEOUT) from None
-            if not data:
-                self._header_failed("upstream prematurely closed connection", attempt,
-                                    502, t0)
-                raise _Next(FailureKind.ERROR)
-            attempt.bytes_received += len(data)
-            try:
-                result = parser.feed(data)
-            except RemoteProtocolError as exc:
-                self._header_failed(str(exc), attempt, 502, t0)
-                raise _Next(FailureKind.INVALID_HEADER) from None
-            if result is not NEED_DATA:
-                if result.raw_head_len > loc.proxy_buffer_size:
-                    # nginx reads the head into one proxy_buffer_size buffer
-                    self._header_failed("upstream sent too big header", attempt, 502, t0)
-                    raise _Next(FailureKind.INVALID_HEADER)
-                up.unread(parser.trailing_data)
-                attempt.bytes_received -= len(parser.trailing_data)
-                return result
 
     def _header_failed(self, message: str, attempt: UpstreamAttempt, status: int,
                        t0: float, err: int | None = None) -> None:
@@ -718,6 +761,8 @@ async def _relay(px: Any, up: UpstreamStream, resp: Response,
         # no body, or "Content-Length: 0": nothing to wait for (reading would stall
         # until proxy_read_timeout; nginx answers at once)
         client.write(head)
+    elif kind == "length" and len(up.buffer) >= (resp.content_length or 0):
+        _whole_body(ex, client, up, resp.content_length or 0, attempt, head)
     else:
         reader: Any
         if kind == "chunked":
@@ -735,6 +780,23 @@ async def _relay(px: Any, up: UpstreamStream, resp: Response,
     if complete and kind != "close":
         _keep_upstream(px, up, resp)
     return result
+
+
+def _whole_body(ex: Exchange, client: Stream, up: UpstreamStream, length: int,
+                attempt: UpstreamAttempt, head: bytes) -> None:
+    """A Content-Length body that arrived whole with the head (most small
+    responses): what _pump would do in its one round, without a reader, events
+    or a coroutine. Head and body go out in one write; bytes past the body stay
+    in the upstream's buffer (the connection is then not reused)."""
+    data = up.take()
+    attempt.bytes_received += len(data)
+    if len(data) > length:
+        up.unread(data[length:])
+        data = data[:length]
+    ex.bytes_sent += length
+    ex.vars.body_bytes_sent += length
+    attempt.response_length += length
+    client.write(head + data)
 
 
 def _keep_upstream(px: Any, up: UpstreamStream, resp: Response) -> None:
