@@ -14,7 +14,7 @@ from typing import Any
 from wsgate.config.variables import VarContext
 from wsgate.http.events import Request
 
-__all__ = ["ConnInfo", "Exchange", "make_exchange", "server_tokens"]
+__all__ = ["ConnInfo", "Exchange", "make_exchange", "server_tokens", "log_host"]
 
 
 @dataclass(slots=True)
@@ -105,6 +105,13 @@ def _primary_name(server: Any) -> str:
     for name in server.server_names:
         return name if not name.startswith("~") else ""
     return ""
+
+
+def log_host(v: Any) -> str | None:
+    """The error log's `host:` for a request with variables `v`: the Host header as
+    the client sent it, else $host (none when both are empty)."""
+    raw = next((value for name, value in v.headers if name.lower() == "host"), None)
+    return raw if raw is not None else (v.host or None)
 
 
 def server_tokens(location: Any) -> bool:

@@ -26,7 +26,8 @@ from wsgate.observe.errorlog import context
 from wsgate.observe.metrics import handle_metrics
 from wsgate.observe.status import handle_status, handle_stub_status
 from wsgate.proxy import route
-from wsgate.proxy.context import ConnInfo, Exchange, make_exchange, server_tokens
+from wsgate.proxy.context import ConnInfo, Exchange, log_host, make_exchange, \
+    server_tokens
 from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers, \
     error_response, keepalive_header, local_head, return_response
 from wsgate.proxy.keepalive import location_keeps_alive
@@ -705,11 +706,9 @@ class Downstream:
 
     def log_error(self, level: str, message: str, ex: Exchange, action: str | None, *,
                   err: int | None = None, upstream: str | None = None) -> None:
-        host = ex.vars.host if ex.vars.host else None
-        raw_host = next((v for n, v in ex.vars.headers if n.lower() == "host"), None)
         tail = context(action, client=self.conn.remote_addr, server=_name(ex.server),
                        request=ex.vars.request_line or None, upstream=upstream,
-                       host=raw_host if raw_host is not None else host)
+                       host=log_host(ex.vars))
         self.runtime.log.write(level, message, err=err, connection=self.conn.number,
                                tail=tail)
 

@@ -32,6 +32,7 @@ from sys import intern
 from typing import Any, Callable
 
 from wsgate.observe.errorlog import context
+from wsgate.proxy.context import log_host
 from wsgate.proxy.tunnel import Tunnel, TunnelStats
 from wsgate.proxy.wsfeatures import TunnelInfo, ending_message, route_of
 from wsgate.proxy.wstunnel import WsTunnelStats
@@ -113,8 +114,7 @@ class TunnelLife:
         self.log: tuple[Any, Any, int] | None = (
             (ex.location, v, head_bytes) if access_logged(ex.location) else None)
         self.request_line = intern(v.request_line)
-        raw_host = next((value for name, value in v.headers if name.lower() == "host"), None)
-        host = raw_host if raw_host is not None else (v.host or None)
+        host = log_host(v)
         self.host = intern(host) if host is not None else None
         self.upstream_url = intern(ex.upstream_url) if ex.upstream_url else ex.upstream_url
         upgrade = ex.request.upgrade
