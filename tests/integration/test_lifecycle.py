@@ -153,6 +153,8 @@ def test_worker_sigkill_is_restarted_and_other_tunnels_survive(
 def test_hup_reload_keeps_tunnels_and_applies_new_config(
         wsgate_server, websockets_backend, tmp_path):
     server = _start(wsgate_server, websockets_backend(), tmp_path, workers=2)
+    # the port answers once one worker is up; the other may still be forking
+    assert _wait(lambda: len(_workers(server)) == 2)
     before = _workers(server)
 
     async def scenario() -> None:

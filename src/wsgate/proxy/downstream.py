@@ -1,5 +1,5 @@
 """One client connection: read request heads, route, run the content handler, keep
-alive or close, log. A coroutine per connection drives a `Stream` protocol.
+alive or close, log.
 
 Lifecycle (nginx's ngx_http_wait_request_handler / keepalive handler):
   wait for bytes (client_header_timeout for the first request, keepalive_timeout
@@ -10,12 +10,19 @@ Lifecycle (nginx's ngx_http_wait_request_handler / keepalive handler):
   discard an unread body when keeping alive -> access log -> next request.
 Pipelined bytes stay in the stream's buffer for the next head; after a 101 the
 tunnel gets them.
+
+Two modes, one request at a time. Between requests the connection lives in its
+stream's callbacks (`Stream.on_event`): no task waits for the next head. A plain
+proxied request stays there (inline.py); any other request, or the rest of one that
+leaves the simple case, runs in a task (`hand_over`) through the async phases below,
+and the connection goes back to the callbacks when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 
 from wsgate.errors import RemoteProtocolError
 from wsgate.http import framing
@@ -25,7 +32,7 @@ from wsgate.limits import HeaderLimits
 from wsgate.observe.errorlog import context
 from wsgate.observe.metrics import handle_metrics
 from wsgate.observe.status import handle_status, handle_stub_status
-from wsgate.proxy import route
+from wsgate.proxy import inline, route
 from wsgate.proxy.context import ConnInfo, Exchange, log_host, make_exchange, \
     server_tokens
 from wsgate.proxy.handlers import LocalResponse, absolute_location, add_headers, \
@@ -95,76 +102,258 @@ class Downstream:
         self.stat = runtime.metrics.connections.open()  # stub_status's states
         # the last request's location decides the idle wait (ngx_http_set_keepalive)
         self.keepalive_timeout: float = group.default.root.keepalive_timeout[0]
+        # callback mode (start()): the head being read, its timers, the end
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._spawn: Callable[[Coroutine[Any, Any, None]], Any] = _no_spawn
+        self._on_end: Callable[[], None] = _nothing
+        self._parser: RequestHeadParser | None = None
+        self._started = 0.0
+        self._pipelined = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._ended: asyncio.Future[None] | None = None
+        self.closed = False
 
-    # -- the connection loop ---------------------------------------------------------
+    # -- the connection: callbacks between requests and for plain proxied ones ----
 
-    async def run(self) -> None:
-        try:
-            while await self._one_request():
-                if self.runtime.closing:
-                    break
-        except Exception as exc:  # never let a connection kill the worker
-            self.runtime.log.write("alert", f"unexpected error: {type(exc).__name__}: {exc}",
-                                   connection=self.conn.number)
-        finally:
-            if self.tunnel is None:
-                self.stat.close()
-                self.stream.close()
-            # else the connection lives on as its tunnel: the tunnel's end closes the
-            # stat and does the rest of the request's end (tunnellife.py)
+    def start(self, loop: asyncio.AbstractEventLoop,
+              spawn: Callable[[Coroutine[Any, Any, None]], Any],
+              on_end: Callable[[], None]) -> None:
+        """Serve the connection. It waits for heads in protocol callbacks; a plain
+        proxied request runs there too (inline.py); any other request is handed to a
+        task (`_hand_over`) that runs the phases below and gives the connection back
+        to the callbacks when the request is done."""
+        self.loop, self._spawn, self._on_end = loop, spawn, on_end
+        self._serve_next()
 
-    async def _one_request(self) -> bool:
-        # The common request runs without a coroutine of its own for each phase:
-        # every wait resumes through each frame of the chain, and each coroutine
-        # costs its creation even when it never waits (see _find_config,
-        # _content, relay.proxy).
-        self.idle = True
+    def _serve_next(self) -> None:
+        """Between requests: serve what is buffered, or wait for it (the first byte
+        within client_header_timeout, later ones within keepalive_timeout)."""
         stream = self.stream
-        pipelined = self.conn.requests > 0 and bool(stream.buffer)
-        self.stat.waiting()
-        if not stream.buffer:
-            # the first byte: client_header_timeout, or keepalive_timeout between
-            # requests
-            timeout = self.group.default.client_header_timeout \
-                if self.conn.requests == 0 else self.keepalive_timeout
-            try:
-                await stream.wait_data(timeout)
-            except ReadTimeout:
-                return False
+        while True:       # a round per request answered at once: bounded by the buffer
+            self.idle = True
+            self.stat.waiting()
+            self._pipelined = self.conn.requests > 0 and bool(stream.buffer)
             if not stream.buffer:
-                return False
-        self.idle = False
-        self.stat.reading()
-        started = time.time()
-        parser = self._head_parser()
-        request = self._feed_head(parser, started)
+                if stream.eof:
+                    self._close()
+                    return
+                stream.on_event = self._client_event
+                timeout = self.group.default.client_header_timeout \
+                    if self.conn.requests == 0 else self.keepalive_timeout
+                self._timer = self.loop.call_later(timeout, self._wait_expired)
+                return
+            stream.on_event = self._client_event
+            if not self._head_arrived():
+                return
+
+    def _client_event(self) -> None:
+        """The client sent bytes, EOF, or left, while no request was being served."""
+        try:
+            stream = self.stream
+            if self._parser is None and not stream.buffer:
+                if stream.eof:
+                    self._close()
+                return
+            if self._timer is not None and self._parser is None:
+                self._timer.cancel()
+                self._timer = None
+            if self._head_arrived():
+                self._serve_next()
+        except Exception as exc:  # never let a connection kill the worker
+            self._alert(exc)
+            self._close()
+
+    def _head_arrived(self) -> bool:
+        """Feed the buffered bytes to the head parser; a whole head is served. True
+        when that request ended here and the connection goes on to the next."""
+        parser = self._parser
+        if parser is None:
+            self.idle = False
+            self.stat.reading()
+            self._started = time.time()
+            parser = self._parser = self._head_parser()
+        request = self._feed_head(parser, self._started)
         if request is NEED_DATA:
-            request = await self._read_head(parser, started)
-        if request is None or request is NEED_DATA:
+            if self._timer is None:   # client_header_timeout, from the head's first part
+                self._timer = self.loop.call_later(self.group.default.client_header_timeout,
+                                                   self._head_expired)
             return False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._parser = None
+        if request is None:           # a bad head (answered) or the client left
+            self._close()
+            return False
+        return self._request(request)
+
+    def _wait_expired(self) -> None:
+        self._timer = None
+        if self._parser is None and not self.stream.buffer:
+            self._close()
+
+    def _head_expired(self) -> None:
+        self._timer = None
+        default = self.group.default
+        self.runtime.log.write("info", "client timed out", err=110,
+                               connection=self.conn.number,
+                               tail=context("reading client request headers",
+                                            client=self.conn.remote_addr,
+                                            server=_name(default)))
+        self._close()
+
+    def _close(self) -> None:
+        """The connection's end (not a tunnel's: TunnelLife ends those)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        stream = self.stream
+        stream.on_event = None
+        if self.tunnel is None:
+            self.stat.close()
+            stream.close()
+        self._on_end()
+        self._set_ended()
+
+    def _set_ended(self) -> None:
+        ended = self._ended
+        if ended is not None and not ended.done():
+            ended.set_result(None)
+
+    def ended(self) -> "asyncio.Future[None]":
+        """Done when this connection's requests are over (closed, or a tunnel now):
+        what a graceful stop waits for."""
+        if self._ended is None:
+            self._ended = self.loop.create_future()
+            if self.closed or self.tunnel is not None:
+                self._ended.set_result(None)
+        return self._ended
+
+    def _alert(self, exc: BaseException) -> None:
+        self.runtime.log.write("alert", f"unexpected error: {type(exc).__name__}: {exc}",
+                               connection=self.conn.number)
+
+    def _request(self, request: Request) -> bool:
+        """A whole head: a plain proxied request goes on in callbacks (inline.py),
+        anything else in a task. True when it ended here (the connection goes on)."""
+        ex = self._exchange(request)
+        if self.tls_port or ex.server.root.rewrite:
+            return self.hand_over(self._respond(ex))
+        if self.runtime.closing:
+            ex.keep_alive = False
+        refusal = self._find_config(ex)
+        if refusal or getattr(ex.location, "rewrite", None):
+            return self.hand_over(self._respond_located(ex, refusal))
+        if not inline.takes(self, ex):
+            return self.hand_over(self._respond_content(ex))
+        return inline.start(self, ex)
+
+    def hand_over(self, work: Coroutine[Any, Any, bool | None]) -> bool:
+        """The request goes on in a task; the callbacks stand aside until it ends."""
+        self.stream.on_event = None
+        self._spawn(self._in_task(work))
+        return False
+
+    async def _in_task(self, work: Coroutine[Any, Any, bool | None]) -> None:
+        """Run `work`, the rest of a request. Its answer: True, the connection goes
+        on to the next request (back in callbacks); False, it ends; None, the
+        request itself went back to callbacks (inline.py's connect)."""
+        keep: bool | None = False
+        try:
+            keep = await work
+        except Exception as exc:  # never let a connection kill the worker
+            self._alert(exc)
+            keep = False
+        except BaseException:     # cancelled: a fast stop
+            self._task_ended(False)
+            raise
+        self._task_ended(keep)
+
+    def _task_ended(self, keep: bool | None) -> None:
+        if keep is None:
+            return
+        if self.tunnel is not None:
+            self._became_tunnel()
+        elif not keep or self.runtime.closing:
+            self._close()
+        else:
+            try:
+                self._serve_next()
+            except Exception as exc:  # never let a connection kill the worker
+                self._alert(exc)
+                self._close()
+
+    def client_gone(self, ex: Exchange) -> None:
+        """The client left while the upstream's head was awaited: 499, as `_error`
+        answers relay's ProxyResult(status=499)."""
+        ex.status, ex.keep_alive = 499, False
+        self.stream.abort()
+        self.request_done(ex)
+
+    def request_done(self, ex: Exchange) -> None:
+        """A request answered in callbacks ended: the next one, or the end."""
+        if self.tunnel is not None:
+            self._became_tunnel()
+        elif self._finish(ex) and not self.runtime.closing:
+            self._serve_next()
+        else:
+            self._close()
+
+    def _became_tunnel(self) -> None:
+        """The connection lives on as its tunnel (tunnellife.py ends it)."""
+        self.stream.on_event = None
+        self._set_ended()
+
+    def _exchange(self, request: Request) -> Exchange:
         self.stat.writing()
         self.conn.requests += 1
         server, m = route.find_server(self.group, _host(request))
-        ex = make_exchange(request, self.conn, server, started)
+        ex = make_exchange(request, self.conn, server, self._started)
         ex.extra["prefix"] = self.runtime.prefix
-        ex.vars.pipelined = pipelined
+        ex.vars.pipelined = self._pipelined
         if m is not None:
             ex.vars.set_captures(m)
+        return ex
+
+    # -- a request in a task: nginx's phases ---------------------------------------------
+
+    async def _respond(self, ex: Exchange) -> bool:
+        """Every phase after the head; True when the connection goes on."""
         if self.tls_port and not await self._tls_request(ex):
-            if self._body_left(ex):
-                await self.discard_body(ex)
-            return self._finish(ex)
+            return await self._tail(ex)
         if self.runtime.closing:
             ex.keep_alive = False
         if ex.server.root.rewrite:
             await self._serve(ex)
-        else:                         # no server-level rewrite: the location now
-            refusal = self._find_config(ex)
-            if refusal > 0:
-                await self._error(ex, refusal)
-            elif refusal == 0 and (not getattr(ex.location, "rewrite", None)
-                                   or await self._phases(ex, ex.location)):
-                await self._content(ex)
+            return await self._tail(ex)
+        return await self._respond_located(ex, self._find_config(ex))
+
+    async def _respond_located(self, ex: Exchange, refusal: int) -> bool:
+        """After the location was found (`_find_config`'s answer in `refusal`)."""
+        if refusal > 0:
+            await self._error(ex, refusal)
+        elif refusal == 0 and (not getattr(ex.location, "rewrite", None)
+                               or await self._phases(ex, ex.location)):
+            await self._content(ex)
+        return await self._tail(ex)
+
+    async def _respond_content(self, ex: Exchange) -> bool:
+        await self._content(ex)
+        return await self._tail(ex)
+
+    async def respond_proxied(self, ex: Exchange, work: Awaitable[Any]) -> bool:
+        """A proxied request the callbacks handed over: the rest of proxy_pass
+        (`work` gives its ProxyResult), then what follows it."""
+        try:
+            await self._after_proxy(ex, await work)
+        except (BodyTooLarge, _ClientGone, _BadBody) as exc:
+            await self._content_failed(ex, exc)
+        return await self._tail(ex)
+
+    async def _tail(self, ex: Exchange) -> bool:
         if self._body_left(ex):
             await self.discard_body(ex)
         return self._finish(ex)
@@ -211,25 +400,6 @@ class Downstream:
         if stream.eof:
             return None
         return NEED_DATA
-
-    async def _read_head(self, parser: RequestHeadParser, started: float) -> Request | None:
-        """The rest of a head that did not arrive in one piece (client_header_timeout
-        counts from the head's first bytes)."""
-        default = self.group.default
-        deadline = time.monotonic() + default.client_header_timeout
-        while True:
-            try:
-                await self.stream.wait_data(max(0.0, deadline - time.monotonic()))
-            except ReadTimeout:
-                self.runtime.log.write("info", "client timed out", err=110,
-                                       connection=self.conn.number,
-                                       tail=context("reading client request headers",
-                                                    client=self.conn.remote_addr,
-                                                    server=_name(default)))
-                return None
-            result = self._feed_head(parser, started)
-            if result is not NEED_DATA:
-                return result  # type: ignore[no-any-return]
 
     def _bad_request(self, exc: RemoteProtocolError, started: float) -> None:
         status = getattr(exc, "status_hint", 400) or 400
@@ -408,27 +578,31 @@ class Downstream:
             elif loc.proxy_pass is not None and self._origin_refused(ex):
                 await self._error(ex, 403)
             elif loc.proxy_pass is not None:
-                result = await proxy(self, ex)
-                if result.tunnel is not None:
-                    self._tunnel(ex, result)
-                elif result.redirect is not None:
-                    await self._accel_redirect(ex, result.redirect)
-                elif result.status:
-                    await self._error(ex, result.status)
-                else:
-                    ex.keep_alive = result.keep_alive
+                await self._after_proxy(ex, await proxy(self, ex))
             else:
                 await self._static(ex)
-        except BodyTooLarge:
-            ex.keep_alive = False
+        except (BodyTooLarge, _ClientGone, _BadBody) as exc:
+            await self._content_failed(ex, exc)
+
+    async def _after_proxy(self, ex: Exchange, result: Any) -> None:
+        if result.tunnel is not None:
+            self._tunnel(ex, result)
+        elif result.redirect is not None:
+            await self._accel_redirect(ex, result.redirect)
+        elif result.status:
+            await self._error(ex, result.status)
+        else:
+            ex.keep_alive = result.keep_alive
+
+    async def _content_failed(self, ex: Exchange, exc: Exception) -> None:
+        """The request body could not be read whole."""
+        ex.keep_alive = False
+        if isinstance(exc, BodyTooLarge):
             await self._error(ex, 413)
-        except _ClientGone as gone:
-            ex.keep_alive = False
-            ex.status = ex.status or gone.status
-        except _BadBody:
-            ex.keep_alive = False
-            if ex.status == 0:        # nothing was answered yet
-                await self._error(ex, 400)
+        elif isinstance(exc, _ClientGone):
+            ex.status = ex.status or exc.status
+        elif ex.status == 0:          # _BadBody, and nothing was answered yet
+            await self._error(ex, 400)
 
     async def _static(self, ex: Exchange) -> None:
         resp = serve_static(ex, self.log_error)
@@ -716,6 +890,15 @@ class Downstream:
         """Graceful shutdown: an idle keep-alive connection is closed at once."""
         if self.idle:
             self.stream.close()
+
+
+def _no_spawn(coro: Coroutine[Any, Any, None]) -> Any:
+    coro.close()
+    raise RuntimeError("Downstream.start() was not called")
+
+
+def _nothing() -> None:
+    pass
 
 
 def _head_fields(head: bytes) -> list[tuple[str, str]]:

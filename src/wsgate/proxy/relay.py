@@ -273,16 +273,25 @@ class _Proxying:
                           next_upstream_tries=ex.location.proxy_next_upstream_tries)
         return group.balancer.pick(ctx)
 
-    async def run(self) -> ProxyResult:
+    async def run(self, peer: Peer | None = None) -> ProxyResult:
+        """The walk over peers; `peer`: the first one, already picked (inline.py)."""
         while True:
-            peer = self.pick.get(time.time())
             if peer is None:
-                return self._no_live()
+                peer = self.pick.get(time.time())
+                if peer is None:
+                    return self._no_live()
             try:
                 return await self._try(peer)
             except _Next as failed:
                 if not self._next(peer, failed.kind):
                     return ProxyResult(status=failure_status(failed.kind))
+            peer = None
+
+    async def run_after(self, peer: Peer, kind: FailureKind) -> ProxyResult:
+        """The walk, after a try on `peer` failed with `kind` outside it (inline.py)."""
+        if not self._next(peer, kind):
+            return ProxyResult(status=failure_status(kind))
+        return await self.run()
 
     def _no_live(self) -> ProxyResult:
         name = self.target.group.name
@@ -338,15 +347,7 @@ class _Proxying:
             self.action = "reading response header from upstream"
             resp = await self._read_head(up, attempt, t0)
         except PeerClosed:
-            # ngx_http_upstream_check_broken_connection: the client closed while we
-            # waited for the head: 499, no header time, nothing sent.
-            self.dc.log_error("info", "client prematurely closed connection, so upstream "
-                              "connection is closed too", ex, self.action,
-                              upstream=ex.upstream_url)
-            attempt.response_time = time.monotonic() - t0
-            up.close()
-            self.release(peer, Outcome.OK)
-            return ProxyResult(status=499)
+            return self.client_gone(up, peer, attempt, t0)
         except _Next:
             up.close()
             raise
@@ -460,30 +461,54 @@ class _Proxying:
                     try:
                         await up.wait_data(timeout)
                     except ReadTimeout:
-                        self._header_failed("upstream timed out", attempt, 504, t0, err=110)
-                        raise _Next(FailureKind.TIMEOUT) from None
-                data = up.take()
-                if not data:
-                    self._header_failed("upstream prematurely closed connection", attempt,
-                                        502, t0)
-                    raise _Next(FailureKind.ERROR)
-                attempt.bytes_received += len(data)
-                try:
-                    result = parser.feed(data)
-                except RemoteProtocolError as exc:
-                    self._header_failed(str(exc), attempt, 502, t0)
-                    raise _Next(FailureKind.INVALID_HEADER) from None
-                if result is not NEED_DATA:
-                    if result.raw_head_len > loc.proxy_buffer_size:
-                        # nginx reads the head into one proxy_buffer_size buffer
-                        self._header_failed("upstream sent too big header", attempt, 502,
-                                            t0)
-                        raise _Next(FailureKind.INVALID_HEADER)
-                    up.unread(parser.trailing_data)
-                    attempt.bytes_received -= len(parser.trailing_data)
+                        self.head_timed_out(attempt, t0)
+                result = self.feed_head(up, parser, attempt, t0)
+                if result is not None:
                     return result
         finally:
             client.eof_watcher = None
+
+    def feed_head(self, up: UpstreamStream, parser: ResponseHeadParser,
+                  attempt: UpstreamAttempt, t0: float) -> Response | None:
+        """Feed what `up` has read to the head parser: the head, or None for more.
+        Raises _Next (logged, the try's figures set) on EOF, a bad or a too big head.
+        The callback path (inline.py) calls it from data_received."""
+        data = up.take()
+        if not data:
+            self._header_failed("upstream prematurely closed connection", attempt, 502, t0)
+            raise _Next(FailureKind.ERROR)
+        attempt.bytes_received += len(data)
+        try:
+            result = parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._header_failed(str(exc), attempt, 502, t0)
+            raise _Next(FailureKind.INVALID_HEADER) from None
+        if result is NEED_DATA:
+            return None
+        if result.raw_head_len > self.ex.location.proxy_buffer_size:
+            # nginx reads the head into one proxy_buffer_size buffer
+            self._header_failed("upstream sent too big header", attempt, 502, t0)
+            raise _Next(FailureKind.INVALID_HEADER)
+        up.unread(parser.trailing_data)
+        attempt.bytes_received -= len(parser.trailing_data)
+        return result
+
+    def head_timed_out(self, attempt: UpstreamAttempt, t0: float) -> None:
+        """proxy_read_timeout expired before the whole head: raises _Next."""
+        self._header_failed("upstream timed out", attempt, 504, t0, err=110)
+        raise _Next(FailureKind.TIMEOUT) from None
+
+    def client_gone(self, up: UpstreamStream, peer: Peer, attempt: UpstreamAttempt,
+                    t0: float) -> ProxyResult:
+        """ngx_http_upstream_check_broken_connection: the client closed while we
+        waited for the head: 499, no header time, nothing sent."""
+        self.dc.log_error("info", "client prematurely closed connection, so upstream "
+                          "connection is closed too", self.ex, self.action,
+                          upstream=self.ex.upstream_url)
+        attempt.response_time = time.monotonic() - t0
+        up.close()
+        self.release(peer, Outcome.OK)
+        return ProxyResult(status=499)
 
     def _header_failed(self, message: str, attempt: UpstreamAttempt, status: int,
                        t0: float, err: int | None = None) -> None:
@@ -507,8 +532,13 @@ class _Proxying:
         return kind
 
 
-async def _response(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
-                    attempt: UpstreamAttempt, t0: float) -> ProxyResult:
+def response_now(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
+                 attempt: UpstreamAttempt, t0: float) -> ProxyResult | None:
+    """What can be done with the response head without waiting: raises _Next for a
+    status proxy_next_upstream retries; the result for a 101, an X-Accel-Redirect,
+    an intercepted error, or a response without a body or whose Content-Length body
+    came whole with the head (most); None when the body must be relayed as it comes
+    (`_response` then awaits it). Callable from a protocol callback (inline.py)."""
     ex = px.ex
     attempt.status = resp.status
     attempt.header_time = time.monotonic() - t0
@@ -521,26 +551,57 @@ async def _response(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Respons
                                 for n, v in resp.headers]
     if resp.status == 101 and ex.request.upgrade is not None and resp.version != (0, 9):
         return _upgrade(px, peer, up, resp, attempt, t0)
+    if resp.version == (0, 9):
+        return None
+    result: ProxyResult | None = None
+    done = True                       # False: response_body takes the connection on
     try:
-        if resp.version == (0, 9):
-            return await _relay_http09(px.dc, ex, up, attempt, t0)
         accel = _accel_redirect(ex, resp)
         if accel is not None:
             attempt.response_time = time.monotonic() - t0
             up.close()                # its body is not read: never reused
-            return ProxyResult(redirect=accel)
-        if _intercepted(ex, resp.status):
+            result = ProxyResult(redirect=accel)
+        elif _intercepted(ex, resp.status):
             attempt.response_time = time.monotonic() - t0
             if resp.status == 401:    # nginx keeps the challenge (ticket #485)
                 ex.extra["carry_headers"] = [
                     (b"WWW-Authenticate", v) for n, v in resp.headers
                     if n.lower() == b"www-authenticate"]
-            return ProxyResult(status=resp.status)
+            result = ProxyResult(status=resp.status)
+        else:
+            result = _relay_now(px, up, resp, attempt, t0)
+            done = result is not None
+        return result
+    finally:
+        if done:
+            _done_with(px, peer, up)
+
+
+def _done_with(px: _Proxying, peer: Peer, up: UpstreamStream) -> None:
+    """The response was relayed (or abandoned): an unpooled connection closes, the
+    peer goes back to the balancer."""
+    if up.pool is None:
+        up.close()
+    px.release(peer, Outcome.OK)
+
+
+async def _response(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
+                    attempt: UpstreamAttempt, t0: float) -> ProxyResult:
+    result = response_now(px, peer, up, resp, attempt, t0)
+    if result is not None:
+        return result
+    return await response_body(px, peer, up, resp, attempt, t0)
+
+
+async def response_body(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
+                        attempt: UpstreamAttempt, t0: float) -> ProxyResult:
+    """The rest of a response `response_now` left: a body relayed as it arrives."""
+    try:
+        if resp.version == (0, 9):
+            return await _relay_http09(px.dc, px.ex, up, attempt, t0)
         return await _relay(px, up, resp, attempt, t0)
     finally:
-        if up.pool is None:
-            up.close()
-        px.release(peer, Outcome.OK)
+        _done_with(px, peer, up)
 
 
 def _accel_redirect(ex: Exchange, resp: Response) -> str | None:
@@ -743,39 +804,59 @@ def _client_framing(ex: Exchange, resp: Response, kind: str) -> tuple[bool, int 
     return False, None, False
 
 
-async def _relay(px: Any, up: UpstreamStream, resp: Response,
-                 attempt: UpstreamAttempt, started: float) -> ProxyResult:
-    dc, ex = px.dc, px.ex
+def _framing_of(ex: Exchange, resp: Response) -> tuple[str, bool, int | None, bool]:
+    """(body kind, chunked to the client, Content-Length to announce, keep-alive)."""
     kind = response_body_kind(resp, ex.request.method)
     if ex.head_request and kind != "none":
         kind = "none"
     chunked, length, can_keep = _client_framing(ex, resp, kind)
-    keep_alive = ex.keep_alive and can_keep
+    return kind, chunked, length, ex.keep_alive and can_keep
+
+
+def _relay_now(px: Any, up: UpstreamStream, resp: Response, attempt: UpstreamAttempt,
+               started: float) -> ProxyResult | None:
+    """A response with nothing to wait for, relayed at once: no body, or
+    "Content-Length: 0" (reading would stall until proxy_read_timeout; nginx answers
+    at once), or a Content-Length body already read whole. None otherwise."""
+    kind = response_body_kind(resp, px.ex.request.method)
+    if kind != "none" and not px.ex.head_request and not (
+            kind == "length" and len(up.buffer) >= (resp.content_length or 0)):
+        return None
+    ex = px.ex
+    kind, chunked, length, keep_alive = _framing_of(ex, resp)
     ex.status = ex.extra.get("err_status") or resp.status
     head = _client_head(ex, resp, keep_alive=keep_alive, chunked=chunked, length=length)
-    client = dc.stream
+    ex.bytes_sent += len(head)
+    if kind == "none" or not resp.content_length:
+        px.dc.stream.write(head)
+    else:
+        _whole_body(ex, px.dc.stream, up, resp.content_length or 0, attempt, head)
+    attempt.response_time = time.monotonic() - started
+    _keep_upstream(px, up, resp)
+    return ProxyResult(relayed=True, keep_alive=keep_alive)
+
+
+async def _relay(px: Any, up: UpstreamStream, resp: Response,
+                 attempt: UpstreamAttempt, started: float) -> ProxyResult:
+    """A body relayed as it arrives (`_relay_now` took the rest)."""
+    dc, ex = px.dc, px.ex
+    kind, chunked, length, keep_alive = _framing_of(ex, resp)
+    ex.status = ex.extra.get("err_status") or resp.status
+    head = _client_head(ex, resp, keep_alive=keep_alive, chunked=chunked, length=length)
     ex.bytes_sent += len(head)
     result = ProxyResult(relayed=True, keep_alive=keep_alive)
-    complete = True
-    if kind == "none" or kind == "length" and not resp.content_length:
-        # no body, or "Content-Length: 0": nothing to wait for (reading would stall
-        # until proxy_read_timeout; nginx answers at once)
-        client.write(head)
-    elif kind == "length" and len(up.buffer) >= (resp.content_length or 0):
-        _whole_body(ex, client, up, resp.content_length or 0, attempt, head)
+    reader: Any
+    if kind == "chunked":
+        reader = framing.ChunkedReader(role="upstream")
+    elif kind == "length":
+        reader = framing.ContentLengthReader(resp.content_length or 0, role="upstream")
     else:
-        reader: Any
-        if kind == "chunked":
-            reader = framing.ChunkedReader(role="upstream")
-        elif kind == "length":
-            reader = framing.ContentLengthReader(resp.content_length or 0, role="upstream")
-        else:
-            reader = framing.CloseDelimitedReader()
-        writer = framing.ChunkedWriter() if chunked else None
-        complete = await _pump(dc, ex, up, reader, writer, attempt, head)
-        if not complete:
-            result.keep_alive = False
-            dc.stream.close()
+        reader = framing.CloseDelimitedReader()
+    writer = framing.ChunkedWriter() if chunked else None
+    complete = await _pump(dc, ex, up, reader, writer, attempt, head)
+    if not complete:
+        result.keep_alive = False
+        dc.stream.close()
     attempt.response_time = time.monotonic() - started
     if complete and kind != "close":
         _keep_upstream(px, up, resp)

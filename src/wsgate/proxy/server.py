@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol
 
@@ -168,6 +168,7 @@ class Worker:
         self.live_tunnels = LiveTunnels()
         self.drain_timers: list[asyncio.TimerHandle] = []
         self.drain_tasks: set[asyncio.Task[Any]] = set()  # polite closes under way
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
     # -- binding ----------------------------------------------------------------------
 
@@ -192,6 +193,7 @@ class Worker:
     # -- serving ----------------------------------------------------------------------
 
     async def start(self, cfg: Any, sockets: dict[Any, socket.socket]) -> None:
+        self.loop = asyncio.get_running_loop()
         self.runtime = Runtime(cfg, self.log, self.metrics, self.live_tunnels)
         self.sockets.update(sockets)
         wanted = bind_keys(self.runtime.groups)
@@ -304,13 +306,17 @@ class Worker:
         dc = Downstream(runtime, group, stream, conn)
         dc.tls_port = runtime.tls.is_ssl(key)
         runtime.connections.add(dc)
-        task = asyncio.get_running_loop().create_task(dc.run())
-        self.tasks.add(task)
+        loop = self.loop
+        stream._loop = loop           # each get_running_loop() costs a getpid()
+        # a no-op once it became a tunnel (TunnelLife took its place)
+        dc.start(loop, self.spawn, partial(runtime.connections.discard, dc))
 
-        def done(t: asyncio.Task[None]) -> None:
-            self.tasks.discard(t)
-            runtime.connections.discard(dc)   # a no-op once it became a tunnel
-        task.add_done_callback(done)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task for a connection's request (Downstream.hand_over), kept until it
+        ends: a graceful stop waits for it, a fast one cancels it."""
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -357,8 +363,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         for _ in range(3):
-            ends = [dc.tunnel.ended() for rt in self.runtimes() for dc in rt.connections
-                    if dc.tunnel is not None and dc.tunnel.stats is None]
+            # tunnels, and connections whose request is under way in callbacks
+            ends = [dc.tunnel.ended() if dc.tunnel is not None else dc.ended()
+                    for rt in self.runtimes() for dc in rt.connections
+                    if dc.tunnel is None or dc.tunnel.stats is None]
             if not self.tasks and not ends:
                 return True
             left = None if deadline is None else max(0.0, deadline - loop.time())
@@ -368,7 +376,7 @@ class Worker:
                 for end in ends:
                     end.cancel()
         return not self.tasks and not any(
-            dc.tunnel is not None and dc.tunnel.stats is None
+            dc.tunnel is None or dc.tunnel.stats is None
             for rt in self.runtimes() for dc in rt.connections)
 
     def fast(self) -> None:

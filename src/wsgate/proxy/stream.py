@@ -11,6 +11,7 @@ transport stays open (`eof_received` returns True) so half-close can be relayed.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 __all__ = ["Stream", "ReadTimeout", "StreamClosed"]
 
@@ -47,6 +48,9 @@ class Stream(asyncio.Protocol):
         self.on_lost: object = None
         # A stream whose current wait our EOF interrupts (see PeerClosed).
         self.eof_watcher: "Stream | None" = None
+        # Called after every read, EOF and loss while set: the callback mode of a
+        # connection (downstream.py, inline.py), where no coroutine waits.
+        self.on_event: Callable[[], None] | None = None
 
     # -- protocol callbacks --------------------------------------------------------
 
@@ -59,11 +63,15 @@ class Stream(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
         self._wake()
+        if self.on_event is not None:
+            self.on_event()
 
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
         self._tell_watcher()
+        if self.on_event is not None:
+            self.on_event()
         # TLS cannot half-close: True would only make asyncio warn (it closes anyway)
         get = getattr(self.transport, "get_extra_info", None)
         return get is None or get("sslcontext") is None
@@ -77,6 +85,8 @@ class Stream(asyncio.Protocol):
         if callable(self.on_lost):
             self.on_lost()
         self._tell_watcher()
+        if self.on_event is not None:
+            self.on_event()
 
     def _tell_watcher(self) -> None:
         # Pipelined bytes still buffered mean the client is not gone (nginx peeks).

@@ -49,21 +49,27 @@ class UpstreamStream(Stream):
         return not (self.eof or self.lost or self.buffer or self.transport is None
                     or self.transport.is_closing())
 
+    # The pool is looked at before the event reaches the stream: a request waiting
+    # in callbacks (inline.py) may finish and pool the connection from inside
+    # super()'s call, and that must not count as activity while pooled.
     def data_received(self, data: bytes) -> None:
+        pool = self.pool
         super().data_received(data)
-        if self.pool is not None:
-            self.pool.drop(self)
+        if pool is not None:
+            pool.drop(self)
 
     def eof_received(self) -> bool:
+        pool = self.pool
         result = super().eof_received()
-        if self.pool is not None:
-            self.pool.drop(self)
+        if pool is not None:
+            pool.drop(self)
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
+        pool = self.pool
         super().connection_lost(exc)
-        if self.pool is not None:
-            self.pool.drop(self)
+        if pool is not None:
+            pool.drop(self)
 
 
 # NGX_ESCAPE_URI: what nginx escapes when it rebuilds a URI from the decoded $uri.
