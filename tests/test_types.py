@@ -26,7 +26,7 @@ GATED = [
     "proxy/tunnel.py", "proxy/wstunnel.py", "proxy/wsfeatures.py", "proxy/listen.py", "proxy/loop.py",
     "proxy/flow.py", "proxy/timers.py",
     "config", "cli/nginx.py", "cli/main.py", "cli/check.py", "proxy/server.py",
-    "proxy/static.py", "proxy/tunnellife.py", "proxy/splice.py", "tls", "master",
+    "proxy/static.py", "proxy/inline.py", "proxy/downstream.py", "proxy/relay.py", "proxy/stream.py", "proxy/tunnellife.py", "proxy/splice.py", "tls", "master",
 ]
 
 
