@@ -121,9 +121,9 @@ http {
 
 
 def run(factory: Any, upstream: str, requests: Sequence[Request], location: str = "",
-        method: str = "GET") -> tuple[list[str], list[str], str]:
+        method: str = "GET", conf: str = CONF) -> tuple[list[str], list[str], str]:
     """(answers, access-log lines, error log) of the sequence through one proxy."""
-    srv = factory(CONF % {"upstream": upstream, "location": location}, port=free_port())
+    srv = factory(conf % {"upstream": upstream, "location": location}, port=free_port())
     answers = []
     for client, key in requests:
         status, body = fetch(srv.port, f"/?x={key}" if key else "/", client, method)
@@ -289,3 +289,20 @@ def test_upstream_variables_across_retries(nginx_server, wsgate_server, backends
                      "proxy_next_upstream error timeout;")
     assert re.fullmatch(rf"127\.0\.0\.1:{d1}, 127\.0\.0\.1:{d2}, 127\.0\.0\.1:{ok}"
                         r"\|502, 502, 200\|200", log[0])
+
+
+HEADER_VARS_CONF = CONF.replace(
+    '"$upstream_addr|$upstream_status|$status"',
+    '"$status|$sent_http_content_type|$sent_http_connection|$sent_http_content_length'
+    '|$upstream_http_content_type|$upstream_http_connection|$upstream_http_nothere"')
+
+
+def test_sent_and_upstream_header_variables(nginx_server, wsgate_server, backends) -> None:  # type: ignore[no-untyped-def]
+    """$sent_http_* (what went to the client) and $upstream_http_* (what came from
+    the upstream) in the access log, on plain proxied requests, as nginx logs them."""
+    (ok,) = backends(1)
+    ups = servers([(ok, "")])
+    ng = run(nginx_server, ups, plain(3), conf=HEADER_VARS_CONF)
+    ws = run(wsgate_server, ups, plain(3), conf=HEADER_VARS_CONF)
+    assert ws[1] == ng[1]
+    assert len(ws[1]) == 3 and ws[1][0].startswith("200|")

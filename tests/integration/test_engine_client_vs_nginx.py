@@ -71,6 +71,10 @@ http {
         }
         location = /caught { return 200 "caught\n"; }
         location /accel { proxy_pass http://127.0.0.1:{{port2}}; }
+        location /upvars {
+            proxy_pass http://127.0.0.1:{{port2}};
+            add_header X-Seen "[$upstream_http_x_up][$upstream_http_content_type][$upstream_cookie_a][$upstream_http_nothere]";
+        }
         location /t { return 200 "t $uri $args\n"; }
         location /safari { keepalive_disable safari; return 200 "s\n"; }
         location /none { keepalive_disable none; return 200 "n\n"; }
@@ -110,6 +114,12 @@ http {
         location /accel-uri { add_header X-Accel-Redirect "/t/x?a=b"; return 200 "no\n"; }
         location /accel-named { add_header X-Accel-Redirect "/caught"; return 200 "no\n"; }
         location /html/ { }
+        location /upvars {
+            add_header X-Up "u1";
+            add_header Set-Cookie "a=one; Path=/";
+            add_header Set-Cookie "b=two";
+            return 200 "upvars\n";
+        }
     }
 }
 """
@@ -186,6 +196,8 @@ SCENARIOS: dict[str, tuple[bytes, list[str]]] = {
     "redirect-string": (_req("/redir/other"), ["GET"]),
     "redirect-off": (_req("/off/x"), ["GET"]),
     "redirect-implicit-default": (_req("/impl/x"), ["GET"]),
+    # $upstream_http_*, $upstream_cookie_* (keep-alive: the second answer too)
+    "upstream-vars": (_req("/upvars", close=False) + _req("/upvars?x"), ["GET", "GET"]),
     # upstream responses that change the request
     "intercept-401": (_req("/auth"), ["GET"]),
     "accel-uri": (_req("/accel-uri"), ["GET"]),

@@ -27,7 +27,7 @@ import enum
 import ipaddress
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -110,8 +110,9 @@ class VarContext:
         self.request_length = 0
         self.connection = 0
         self.connection_requests = 0
-        self.response_headers: list[tuple[str, str]] = []
-        self.upstream_headers: list[tuple[str, str]] = []
+        # iterables of (name, value): the proxy may give lazily decoded views
+        self.response_headers: Iterable[tuple[str, str]] = []
+        self.upstream_headers: Iterable[tuple[str, str]] = []
         self.upstream_groups: list[list[UpstreamAttempt]] = []
         self.proxy_host: str | None = None
         self.proxy_port: str | None = None
@@ -196,14 +197,14 @@ def _request_header(ctx: VarContext, key: str) -> str | None:
     return values[0] if values else None
 
 
-def _first_header(headers: list[tuple[str, str]], key: str) -> str | None:
+def _first_header(headers: Iterable[tuple[str, str]], key: str) -> str | None:
     for name, value in headers:
         if _header_key(name) == key:
             return value
     return None
 
 
-def _joined_headers(headers: list[tuple[str, str]], key: str, sep: str) -> str | None:
+def _joined_headers(headers: Iterable[tuple[str, str]], key: str, sep: str) -> str | None:
     values = [value for name, value in headers if _header_key(name) == key]
     return sep.join(values) if values else None
 

@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Iterator
 
 from wsgate.config.variables import UpstreamAttempt
 from wsgate.config import redirect
@@ -547,8 +547,7 @@ def response_now(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
         attempt.response_time = time.monotonic() - t0
         up.close()
         raise _Next(kind)
-    ex.vars.upstream_headers = [(n.decode("latin-1"), v.decode("latin-1"))
-                                for n, v in resp.headers]
+    ex.vars.upstream_headers = Decoded(resp.headers)
     if resp.status == 101 and ex.request.upgrade is not None and resp.version != (0, 9):
         return _upgrade(px, peer, up, resp, attempt, t0)
     if resp.version == (0, 9):
@@ -677,22 +676,71 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
         lines.append(b"Location: " + location + b"\r\n")
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
+    ka_timeout = None
     if resp.status == 101:
         lines.append(b"Connection: upgrade\r\n")
     else:
-        lines.append(connection_field(keep_alive, keepalive_header(ex)))
+        ka_timeout = keepalive_header(ex) if keep_alive else None
+        lines.append(connection_field(keep_alive, ka_timeout))
     rest = header_filter(loc, ex, resp.status, rest)
     lines.extend([n + b": " + v + b"\r\n" for n, v in rest])
-    sent = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in rest]
-    if ctype is not None:
-        sent.append(("Content-Type", ctype.decode("latin-1")))
-    sent.append(("Connection", "upgrade" if resp.status == 101 else
-                 "keep-alive" if keep_alive else "close"))
-    ex.vars.response_headers = sent
+    ex.vars.response_headers = _Sent(
+        rest, ctype, length, location, chunked,
+        b"upgrade" if resp.status == 101 else b"keep-alive" if keep_alive else b"close",
+        ka_timeout)
     lines.append(b"\r\n")
     if ex.request.version == (0, 9):
         return b""                # an HTTP/0.9 client gets the body alone
     return b"".join(lines)
+
+
+class _Sent:
+    """What $sent_http_* sees, made when read: the fields nginx keeps in
+    r->headers_out (the copied and added ones, Content-Type, Content-Length,
+    Location) and the ones its variables compute (Transfer-Encoding, Connection,
+    Keep-Alive); not Server or Date, which its header filter writes unkept."""
+
+    __slots__ = ("rest", "ctype", "length", "location", "chunked", "connection",
+                 "ka_timeout")
+
+    def __init__(self, rest: list[tuple[bytes, bytes]], ctype: bytes | None,
+                 length: int | None, location: bytes | None, chunked: bool,
+                 connection: bytes, ka_timeout: float | None) -> None:
+        self.rest, self.ctype, self.length, self.location = rest, ctype, length, location
+        self.chunked, self.connection, self.ka_timeout = chunked, connection, ka_timeout
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        sent = list(self.rest)
+        if self.ctype is not None:
+            sent.append((b"Content-Type", self.ctype))
+        if self.length is not None:
+            sent.append((b"Content-Length", b"%d" % self.length))
+        if self.location is not None:
+            sent.append((b"Location", self.location))
+        if self.chunked:
+            sent.append((b"Transfer-Encoding", b"chunked"))
+        sent.append((b"Connection", self.connection))
+        if self.ka_timeout is not None:
+            sent.append((b"Keep-Alive", b"timeout=%d" % int(self.ka_timeout)))
+        return iter(Decoded(sent))
+
+
+class Decoded:
+    """Header fields as text, decoded when read: what $upstream_http_* and
+    $sent_http_* see. Most requests never read them, and decoding every field of
+    every response was a visible share of a proxied request."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> None:
+        self.fields = fields
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for name, value in self.fields:
+            yield name.decode("latin-1"), value.decode("latin-1")
+
+    def __len__(self) -> int:
+        return len(self.fields)
 
 
 @functools.lru_cache(maxsize=256)
