@@ -31,8 +31,8 @@ from typing import Any
 from wsgate.config.variables import UpstreamAttempt
 from wsgate.http.response import ResponseHeadParser
 from wsgate.proxy.context import Exchange
-from wsgate.proxy.relay import ProxyResult, _Next, _proxying, _Proxying, response_body, \
-    response_now
+from wsgate.proxy.relay import ProxyResult, _Next, _proxying, _Proxying, plan_of, \
+    response_body, response_now
 from wsgate.proxy.upstream_conn import UpstreamStream, resolve_target
 from wsgate.proxy.wsfeatures import refused_origin
 from wsgate.upstream import Peer
@@ -44,18 +44,28 @@ def takes(dc: Any, ex: Exchange) -> bool:
     """Is `ex` (its location found) a request this module serves: proxy_pass the
     only thing to do, nothing to read from the client, plain http upstream?"""
     loc = ex.location
-    pp = loc.proxy_pass
-    if pp is None or loc.return_ is not None or loc.stub_status or loc.metrics \
-            or loc.websocket_status or getattr(loc, "try_files", None) is not None \
-            or getattr(loc, "ssi", False) or loc.proxy_set_body is not None:
+    if loc.proxy_pass is None:
         return False
-    if getattr(pp, "scheme", "http") not in (None, "http") or pp.template is not None:
+    plan = plan_of(loc)
+    if plan.inline is None:
+        plan.inline = _location_takes(loc)
+    if not plan.inline:
         return False
     req = ex.request
     # even "Content-Length: 0" is a body to pass (relay.proxy() sends its length)
     if req.content_length is not None or req.chunked or req.expect_continue:
         return False
     return refused_origin(ex) is None
+
+
+def _location_takes(loc: Any) -> bool:
+    """The location's part of `takes`, the same for all its requests."""
+    pp = loc.proxy_pass
+    if loc.return_ is not None or loc.stub_status or loc.metrics \
+            or loc.websocket_status or getattr(loc, "try_files", None) is not None \
+            or getattr(loc, "ssi", False) or loc.proxy_set_body is not None:
+        return False
+    return getattr(pp, "scheme", "http") in (None, "http") and pp.template is None
 
 
 def start(dc: Any, ex: Exchange) -> bool:

@@ -79,7 +79,8 @@ class _LocPlan:
     proxy_set_header templates and the upstream head plan; the response fields
     not copied, the proxy_pass_header names, the Server line."""
 
-    __slots__ = ("loc", "templates", "renders", "head", "skip", "passed", "server_line")
+    __slots__ = ("loc", "templates", "renders", "head", "skip", "passed", "server_line",
+                 "next_mask", "inline", "own_server_date", "filters", "_sd")
 
     def __init__(self, loc: Any) -> None:
         self.loc = loc      # kept to check identity: ids are reused after a reload
@@ -100,13 +101,32 @@ class _LocPlan:
         self.passed = frozenset(p.lower() for p in pass_)
         self.server_line = b"Server: " + \
             pages.server_token(server_tokens(loc)).encode() + b"\r\n"
+        self.next_mask = _next_mask(loc.proxy_next_upstream)
+        # the client head's Server and Date are ours unless proxy_pass_header passes
+        # the upstream's; then one cached line for both, remade once a second
+        self.own_server_date = b"server" not in self.passed and b"date" not in self.passed
+        self._sd: tuple[bytes, bytes] = (b"", b"")
+        # expires / add_header: header_filter has work to do (most locations: none)
+        self.filters = getattr(loc, "expires", None) is not None \
+            or bool(getattr(loc, "add_header", None))
+        self.inline: bool | None = None     # inline.takes()'s answer for the location
+
+
+    def server_date(self) -> bytes:
+        """The Server and Date lines together, remade when the Date changes."""
+        date = _date()
+        stamp, line = self._sd
+        if stamp is not date:
+            line = self.server_line + b"Date: " + date + b"\r\n"
+            self._sd = (date, line)
+        return line
 
 
 # id(location) -> its plan; cleared when large, so old generations cannot pile up
 _PLANS: dict[int, _LocPlan] = {}
 
 
-def _plan(loc: Any) -> _LocPlan:
+def plan_of(loc: Any) -> _LocPlan:
     plan = _PLANS.get(id(loc))
     if plan is None or plan.loc is not loc:
         if len(_PLANS) >= 4096:
@@ -130,7 +150,7 @@ def _request_head(ex: Exchange, target: Target, body: bytes | None,
     elif ex.internal and method != b"HEAD":
         method = b"GET"
     length = len(body) if body is not None and not chunked else streamed_length
-    plan = _plan(loc)
+    plan = plan_of(loc)
     ctx = ex.vars
     values = [render(ctx) for render in plan.renders]
     return plan.head.build(method, target.uri, ex.request.headers, values, length,
@@ -246,7 +266,7 @@ class _Proxying:
     """One proxied request's walk over the group's peers (nginx's upstream_next)."""
 
     __slots__ = ("dc", "ex", "target", "group", "head", "body", "streaming", "chunked",
-                 "mask", "idempotent", "started", "uri", "request_sent", "cached", "pick",
+                 "mask", "started", "uri", "request_sent", "cached", "pick",
                  "action")
 
     def __init__(self, dc: Any, ex: Exchange, target: Target, head: bytes,
@@ -255,14 +275,17 @@ class _Proxying:
         loc = ex.location
         self.dc, self.ex, self.target, self.group = dc, ex, target, group
         self.head, self.body, self.streaming, self.chunked = head, body, streaming, chunked
-        self.mask = _next_mask(loc.proxy_next_upstream)
-        self.idempotent = is_idempotent(ex.request.method.decode("latin-1"))
+        self.mask = plan_of(loc).next_mask
         self.started = time.monotonic()
         self.uri = target.uri.decode("latin-1")
         self.request_sent = False
         self.cached = False
         self.pick = self._pick()
         self.action = "connecting to upstream"
+
+    def idempotent(self) -> bool:
+        """Asked only when a try failed: most requests never need it."""
+        return is_idempotent(self.ex.request.method.decode("latin-1"))
 
     def _pick(self) -> Pick:
         ex, group = self.ex, self.target.group
@@ -306,7 +329,7 @@ class _Proxying:
         self.release(peer, peer_outcome(kind))
         if self.cached and kind == FailureKind.ERROR:
             self.pick.tries += 1       # a stale keep-alive connection: one more try
-        return should_retry(kind, self.mask, self.request_sent, self.idempotent,
+        return should_retry(kind, self.mask, self.request_sent, self.idempotent(),
                             self.pick.tries_done, self.pick.initial_tries,
                             time.monotonic() - self.started,
                             self.ex.location.proxy_next_upstream_timeout,
@@ -524,7 +547,7 @@ class _Proxying:
         pick = self.pick
         if pick.tries <= 1:
             return None
-        if not should_retry(kind, self.mask, self.request_sent, self.idempotent,
+        if not should_retry(kind, self.mask, self.request_sent, self.idempotent(),
                             0, pick.tries, time.monotonic() - self.started,
                             self.ex.location.proxy_next_upstream_timeout,
                             self.streaming):
@@ -636,7 +659,7 @@ def _rewrite_location(ex: Exchange, value: bytes, refresh: bool = False) -> byte
 def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: bool,
                  length: int | None) -> bytes:
     loc = ex.location
-    plan = _plan(loc)
+    plan = plan_of(loc)
     skip = plan.skip
     location: bytes | None = None
     ctype: bytes | None = None
@@ -664,10 +687,13 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
         lines = [pages.status_line(override)]
     else:
         lines = [b"HTTP/1.1 " + (resp.status_line or b"%d" % resp.status) + b"\r\n"]
-    if b"server" not in passed or _last(resp, b"server") is None:
-        lines.append(plan.server_line)
-    if b"date" not in passed or _last(resp, b"date") is None:
-        lines.append(b"Date: " + _date() + b"\r\n")
+    if plan.own_server_date:          # the usual case: no proxy_pass_header for them
+        lines.append(plan.server_date())
+    else:
+        if b"server" not in passed or _last(resp, b"server") is None:
+            lines.append(plan.server_line)
+        if b"date" not in passed or _last(resp, b"date") is None:
+            lines.append(b"Date: " + _date() + b"\r\n")
     if ctype is not None:
         lines.append(b"Content-Type: " + ctype + b"\r\n")
     if length is not None:
@@ -682,8 +708,10 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
     else:
         ka_timeout = keepalive_header(ex) if keep_alive else None
         lines.append(connection_field(keep_alive, ka_timeout))
-    rest = header_filter(loc, ex, resp.status, rest)
-    lines.extend([n + b": " + v + b"\r\n" for n, v in rest])
+    if plan.filters or ex.extra.get("carry_headers"):
+        rest = header_filter(loc, ex, resp.status, rest)
+    for n, v in rest:
+        lines += (n, b": ", v, b"\r\n")
     ex.vars.response_headers = _Sent(
         rest, ctype, length, location, chunked,
         b"upgrade" if resp.status == 101 else b"keep-alive" if keep_alive else b"close",
@@ -852,9 +880,11 @@ def _client_framing(ex: Exchange, resp: Response, kind: str) -> tuple[bool, int 
     return False, None, False
 
 
-def _framing_of(ex: Exchange, resp: Response) -> tuple[str, bool, int | None, bool]:
+def _framing_of(ex: Exchange, resp: Response,
+                kind: str | None = None) -> tuple[str, bool, int | None, bool]:
     """(body kind, chunked to the client, Content-Length to announce, keep-alive)."""
-    kind = response_body_kind(resp, ex.request.method)
+    if kind is None:
+        kind = response_body_kind(resp, ex.request.method)
     if ex.head_request and kind != "none":
         kind = "none"
     chunked, length, can_keep = _client_framing(ex, resp, kind)
@@ -866,12 +896,12 @@ def _relay_now(px: Any, up: UpstreamStream, resp: Response, attempt: UpstreamAtt
     """A response with nothing to wait for, relayed at once: no body, or
     "Content-Length: 0" (reading would stall until proxy_read_timeout; nginx answers
     at once), or a Content-Length body already read whole. None otherwise."""
-    kind = response_body_kind(resp, px.ex.request.method)
-    if kind != "none" and not px.ex.head_request and not (
+    ex = px.ex
+    kind = response_body_kind(resp, ex.request.method)
+    if kind != "none" and not ex.head_request and not (
             kind == "length" and len(up.buffer) >= (resp.content_length or 0)):
         return None
-    ex = px.ex
-    kind, chunked, length, keep_alive = _framing_of(ex, resp)
+    kind, chunked, length, keep_alive = _framing_of(ex, resp, kind)
     ex.status = ex.extra.get("err_status") or resp.status
     head = _client_head(ex, resp, keep_alive=keep_alive, chunked=chunked, length=length)
     ex.bytes_sent += len(head)
