@@ -229,7 +229,7 @@ def markdown(res: Results) -> str:
         f"echo/churn {s.duration:g} s after {s.warmup:g} s warm-up; wrk {s.http_duration} s; "
         f"idle {s.idle_conns:,} connections.", "",
         "Figures: median (min–max) over the runs without errors. \"CPU\" is the proxy's "
-        "utime+stime (all its processes) per unit of work; \"vs nginx-1\" divides by nginx "
+        "user+system CPU time (all its processes) per unit of work; \"vs nginx-1\" divides by nginx "
         "with one worker (lower is better). Access logs are off for every target.", "",
     ]
     if any(WORKLOADS[w].tls for w in res.workloads):

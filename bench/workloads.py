@@ -1,7 +1,7 @@
 """The workloads: how each one drives a running target and what it measures.
 
 The C load generator prints START and STOP around its measurement window, and the
-proxy's CPU time (utime + stime of all its processes) is read at those two moments,
+proxy's CPU time (user + system, all its processes: procs.cpu_seconds) is read at those two moments,
 so connection set-up and warm-up are outside the figure. The idle workload prints
 READY once its connections are open; the proxy's memory is read before the load
 generator starts and again after READY. A run with any error is returned as failed
