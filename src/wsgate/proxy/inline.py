@@ -33,7 +33,7 @@ from wsgate.http.response import ResponseHeadParser
 from wsgate.proxy.context import Exchange
 from wsgate.proxy.relay import ProxyResult, _Next, _proxying, _Proxying, plan_of, \
     response_body, response_now
-from wsgate.proxy.upstream_conn import UpstreamStream, resolve_target
+from wsgate.proxy.upstream_conn import UpstreamStream, open_peer, resolve_target
 from wsgate.proxy.wsfeatures import refused_origin
 from wsgate.upstream import Peer
 
@@ -113,10 +113,13 @@ async def _connect(dc: Any, ex: Exchange, px: _Proxying, peer: Peer,
                    attempt: UpstreamAttempt, t0: float) -> bool | None:
     """Only the connect runs in a task; the request goes back to callbacks (None),
     or, when the connect failed, relay's walk over peers goes on in this task."""
+    px.cached = False
     try:
-        up = await px._connect(peer, attempt, t0)
-    except _Next as failed:
-        return await dc.respond_proxied(ex, px.run_after(peer, failed.kind))  # type: ignore[no-any-return]
+        up = await open_peer(peer.sockaddr, ex.location.proxy_connect_timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        kind = px.connect_failed(exc, attempt, t0)
+        return await dc.respond_proxied(ex, px.run_after(peer, kind))  # type: ignore[no-any-return]
+    px.connected(up, attempt, t0)
     _send(dc, ex, px, peer, up, attempt, t0)
     return None
 

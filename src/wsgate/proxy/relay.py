@@ -386,22 +386,30 @@ class _Proxying:
         self.cached = False
         try:
             up = await self._open(peer)
-        except UpstreamHandshakeError as exc:
+        except (UpstreamHandshakeError, OSError, asyncio.TimeoutError) as exc:
+            raise _Next(self.connect_failed(exc, attempt, t0)) from None
+        self.connected(up, attempt, t0)
+        return up
+
+    def connected(self, up: UpstreamStream, attempt: UpstreamAttempt, t0: float) -> None:
+        attempt.connect_time = time.monotonic() - t0
+        up.requests += 1
+
+    def connect_failed(self, exc: BaseException, attempt: UpstreamAttempt,
+                       t0: float) -> FailureKind:
+        """Log a failed connect (or upstream TLS handshake) in nginx's words and set
+        the try's figures; the failure's kind for proxy_next_upstream."""
+        if isinstance(exc, UpstreamHandshakeError):
             self.dc.log_error("error", exc.message, self.ex, "SSL handshaking to upstream",
                               upstream=self.ex.upstream_url)
             self._failed(attempt, 502, t0)
-            raise _Next(FailureKind.ERROR) from None
-        except (OSError, asyncio.TimeoutError) as exc:
-            timeout = isinstance(exc, asyncio.TimeoutError)
-            msg, err = connect_error_message(exc)
-            self.dc.log_error("error", msg, self.ex, self.action, err=err,
-                              upstream=self.ex.upstream_url)
-            self._failed(attempt, 504 if timeout else 502, t0)
-            raise _Next(FailureKind.TIMEOUT if timeout else FailureKind.ERROR) \
-                from None
-        attempt.connect_time = time.monotonic() - t0
-        up.requests += 1
-        return up
+            return FailureKind.ERROR
+        timeout = isinstance(exc, asyncio.TimeoutError)
+        msg, err = connect_error_message(exc)
+        self.dc.log_error("error", msg, self.ex, self.action, err=err,
+                          upstream=self.ex.upstream_url)
+        self._failed(attempt, 504 if timeout else 502, t0)
+        return FailureKind.TIMEOUT if timeout else FailureKind.ERROR
 
     async def _open(self, peer: Peer) -> UpstreamStream:
         """A new connection to `peer`: TLS for https:// (wsgate.tls.serving)."""
