@@ -11,6 +11,8 @@ idle keep-alive connections, then waits for in-flight requests and tunnels.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import itertools
 import socket
 from collections.abc import Callable, Coroutine
@@ -297,7 +299,11 @@ class Worker:
             stream.abort()
             return
         peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
+        host, port, unix = key
+        # a listener on one IPv4 address: that is the local address (getsockname()
+        # is a system call per connection); wildcards and the rest ask the socket
+        local = (host, port) if unix is None and _ipv4_literal(host) \
+            else transport.get_extra_info("sockname")
         group = runtime.group_for(key, local)
         if group is None:
             transport.close()
@@ -424,6 +430,16 @@ class _ClientStream(Stream):
         super().connection_made(transport)
         listen_mod.set_nodelay(transport)
         self._on_made(self, transport)
+
+
+@functools.lru_cache(maxsize=64)
+def _ipv4_literal(host: str) -> bool:
+    """A listen host that is one IPv4 address as getsockname() writes it (not a
+    wildcard, a name or IPv6)."""
+    try:
+        return host not in _WILDCARDS and str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 def _addr(name: Any, unix_text: str) -> tuple[str, int | None]:
