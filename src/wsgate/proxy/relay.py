@@ -910,6 +910,8 @@ def _relay_now(px: Any, up: UpstreamStream, resp: Response, attempt: UpstreamAtt
             kind == "length" and len(up.buffer) >= (resp.content_length or 0)):
         return None
     kind, chunked, length, keep_alive = _framing_of(ex, resp, kind)
+    # a stop or reload began while the upstream answered: say the connection closes
+    keep_alive = keep_alive and not px.dc.runtime.closing
     ex.status = ex.extra.get("err_status") or resp.status
     head = _client_head(ex, resp, keep_alive=keep_alive, chunked=chunked, length=length)
     ex.bytes_sent += len(head)
@@ -927,6 +929,7 @@ async def _relay(px: Any, up: UpstreamStream, resp: Response,
     """A body relayed as it arrives (`_relay_now` took the rest)."""
     dc, ex = px.dc, px.ex
     kind, chunked, length, keep_alive = _framing_of(ex, resp)
+    keep_alive = keep_alive and not dc.runtime.closing
     ex.status = ex.extra.get("err_status") or resp.status
     head = _client_head(ex, resp, keep_alive=keep_alive, chunked=chunked, length=length)
     ex.bytes_sent += len(head)
