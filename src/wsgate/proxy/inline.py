@@ -92,20 +92,10 @@ async def _ready(result: ProxyResult) -> ProxyResult:
 def _try(dc: Any, ex: Exchange, px: _Proxying, peer: Peer) -> None:
     """One try on `peer` (relay's `_Proxying._try`, for a request without a body):
     an idle keep-alive connection, or a new one connected in a task."""
-    attempt = UpstreamAttempt(addr=peer.name)
-    px.group.append(attempt)
-    ex.upstream_url = f"{px.target.scheme}://{peer.name}{px.uri}"
-    t0 = time.monotonic()
-    px.action = "connecting to upstream"
-    pool = px.target.group.pool
-    up: UpstreamStream | None = pool.get(peer.sockaddr) if pool is not None \
-        else None  # type: ignore[assignment]
+    attempt, t0, up = px.begin_try(peer)
     if up is None:
         dc.hand_over(_connect(dc, ex, px, peer, attempt, t0))
         return
-    px.cached = True
-    attempt.connect_time = time.monotonic() - t0
-    up.requests += 1
     _send(dc, ex, px, peer, up, attempt, t0)
 
 

@@ -343,22 +343,27 @@ class _Proxying:
 
     # -- one try -----------------------------------------------------------------------
 
-    async def _try(self, peer: Peer) -> ProxyResult:
-        ex = self.ex
+    def begin_try(self, peer: Peer) -> tuple[UpstreamAttempt, float, UpstreamStream | None]:
+        """A try on `peer` starts: its $upstream_* entry, its start time, and an idle
+        keep-alive connection to the peer if the pool has one (None: connect)."""
         attempt = UpstreamAttempt(addr=peer.name)
         self.group.append(attempt)
-        ex.upstream_url = f"{self.target.scheme}://{peer.name}{self.uri}"
+        self.ex.upstream_url = f"{self.target.scheme}://{peer.name}{self.uri}"
         t0 = time.monotonic()
         self.action = "connecting to upstream"
         pool = self.target.group.pool
         up: UpstreamStream | None = pool.get(peer.sockaddr) if pool is not None \
             else None  # type: ignore[assignment]
+        if up is not None:
+            self.cached = True
+            self.connected(up, attempt, t0)
+        return attempt, t0, up
+
+    async def _try(self, peer: Peer) -> ProxyResult:
+        ex = self.ex
+        attempt, t0, up = self.begin_try(peer)
         if up is None:
             up = await self._connect(peer, attempt, t0)
-        else:                         # an idle keep-alive connection: no coroutine
-            self.cached = True
-            attempt.connect_time = time.monotonic() - t0
-            up.requests += 1
         try:
             if self.streaming:
                 await self._send(up, attempt)
