@@ -105,7 +105,7 @@ async def _connect(dc: Any, ex: Exchange, px: _Proxying, peer: Peer,
     or, when the connect failed, relay's walk over peers goes on in this task."""
     px.cached = False
     try:
-        up = await open_peer(peer.sockaddr, ex.location.proxy_connect_timeout)
+        up = await open_peer(peer.sockaddr, ex.location.proxy_connect_timeout, dc.loop)
     except (OSError, asyncio.TimeoutError) as exc:
         kind = px.connect_failed(exc, attempt, t0)
         return await dc.respond_proxied(ex, px.run_after(peer, kind))  # type: ignore[no-any-return]

@@ -40,6 +40,7 @@ from wsgate.proxy.context import Exchange, server_tokens
 from wsgate.proxy.handlers import absolute_location, connection_field, header_filter, \
     keepalive_header
 from wsgate.proxy.stream import PeerClosed, ReadTimeout, Stream
+from wsgate.proxy.timers import Ticker, ticker_for
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
 from wsgate.proxy.tunnellife import access_logged
 from wsgate.tls.serving import UpstreamHandshakeError, open_tls_peer
@@ -841,8 +842,15 @@ def _upgrade(px: Any, peer: Peer, up: Stream, resp: Response,
                                             loc.proxy_send_timeout),
                          half_close=True, client_eof=client.eof and not client.lost,
                          upstream_eof=up.eof and not up.lost, on_end=ended,
-                         ws=dc.runtime.ws.options(loc))
+                         ws=dc.runtime.ws.options(loc), ticker=_ticker(dc))
     return ProxyResult(relayed=True, tunnel=tunnel, tunnel_head_bytes=len(head))
+
+
+def _ticker(dc: Any) -> Ticker | None:
+    """The worker's ticker by the connection's loop (open_tunnel would find the loop
+    with get_running_loop(): a getpid() system call per tunnel in Python 3.11)."""
+    loop = getattr(dc, "loop", None)
+    return ticker_for(loop) if loop is not None else None
 
 
 @functools.lru_cache(maxsize=64)

@@ -158,15 +158,18 @@ def _bracket(host: str | None) -> str:
     return f"[{host}]" if host and ":" in host else (host or "")
 
 
-async def open_peer(sockaddr: Any, timeout: float | None) -> UpstreamStream:
-    """Connect to one peer address; raises OSError or asyncio.TimeoutError."""
-    loop = asyncio.get_running_loop()
+async def open_peer(sockaddr: Any, timeout: float | None,
+                    loop: asyncio.AbstractEventLoop | None = None) -> UpstreamStream:
+    """Connect to one peer address; raises OSError or asyncio.TimeoutError. `loop`,
+    when the caller knows it, spares a get_running_loop() (a getpid() call in 3.11)."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     if timeout is None:
         return await _connect(loop, sockaddr)
     # asyncio.timeout's rule with one timer and no context object (it measured ~3%
     # of a handshake cycle): the expiry cancels this task, and a cancellation that
     # is ours alone becomes TimeoutError
-    task = asyncio.current_task()
+    task = asyncio.current_task(loop)
     assert task is not None
     expiry = _Expiry(task)
     timer = loop.call_later(timeout, expiry)
