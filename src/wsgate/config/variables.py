@@ -182,6 +182,18 @@ def _header_key(name: str) -> str:
 
 def _index_headers(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
     index: dict[str, list[str]] = {}
+    raw = getattr(headers, "fields", None)
+    if raw is not None:
+        # the proxy's lazily decoded view of the head's fields (bytes):
+        # bytes.lower() is ngx_tolower (ASCII letters only) already
+        for bname, bvalue in raw:
+            key = bname.lower().replace(b"-", b"_").decode("latin-1")
+            values = index.get(key)
+            if values is None:
+                index[key] = [bvalue.decode("latin-1")]
+            else:
+                values.append(bvalue.decode("latin-1"))
+        return index
     for name, value in headers:
         key = _header_key(name)
         values = index.get(key)

@@ -127,9 +127,11 @@ class UpstreamHeadPlan:
         """The head, with `values` the rendered set-header values (names' order)."""
         lines = [b"%s %s HTTP/%s\r\n" % (method, uri, self.version)]
         for bname, value in zip(self.user, values):
-            rendered = _render(value, body_length, chunked)
-            if rendered:
-                lines.append(bname + b": " + rendered + b"\r\n")
+            if value:
+                rendered = _render(value, body_length, chunked) if value in _DYNAMIC \
+                    else value.encode("latin-1")
+                if rendered:
+                    lines.append(bname + b": " + rendered + b"\r\n")
         for bname, value, fixed in self.defaults:
             if fixed:
                 lines.append(fixed)

@@ -394,6 +394,68 @@ def _text(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
+# Header names whose presence the quick path leaves to the parser (framing, the
+# duplicate checks): a request that has one is never the common GET.
+_QUICK_LEAVES = UNIQUE_HEADERS
+
+
+def quick_request(buf: bytes, limits: HeaderLimits) -> Request | None:
+    """The most common request head, whole in `buf`, without a parser object:
+    "GET /path HTTP/1.1", plain CRLF fields, one valid Host, no body framing.
+    None for anything else (and for every error), which RequestHeadParser then
+    decides with nginx's exact rules and messages; what this accepts, the parser
+    would turn into the same Request. Bytes after the head are the caller's
+    (`raw_head_len` says where it ends)."""
+    if len(buf) > limits.buffer_size:
+        return None
+    m = _FAST_HEAD.match(buf)
+    if m is None:
+        return None
+    method, target, minor, block = m.groups()
+    if target[:1] != b"/" or method == b"CONNECT" or method == b"TRACE":
+        return None
+    raw_path, q, args = target.partition(b"?")
+    if b"%" in raw_path or b"//" in raw_path or b"/." in raw_path or b"#" in target:
+        return None
+    fields = _FAST_LINE.findall(block)
+    if limits.max_headers is not None and len(fields) > limits.max_headers:
+        return None
+    host: bytes | None = None
+    connection: bool | None = None
+    upgrade: bytes | None = None
+    headers = []
+    for name, value in fields:
+        value = value.rstrip(b" ")
+        headers.append((name, value))
+        lname = name.lower()
+        if lname not in _HANDLED:
+            continue
+        if lname == b"host":
+            if host is not None:
+                return None
+            host = validate_host(value)
+            if host is None:
+                return None
+        elif lname == b"connection":
+            low = value.lower()
+            if b"close" in low:
+                connection = False
+            elif b"keep-alive" in low:
+                connection = True
+        elif lname == b"upgrade":
+            if upgrade is None:
+                upgrade = value
+        else:
+            return None                 # _QUICK_LEAVES
+    if host is None:
+        return None
+    version = (1, int(minor))
+    return Request(method, target, version, tuple(headers),
+                   connection if connection is not None else version > (1, 0),
+                   False, upgrade, None, False, m.end(), raw_path or b"/", args,
+                   target, host)
+
+
 def parse_request_head(data: bytes, limits: HeaderLimits = DEFAULT_HEADER_LIMITS,
                        **options: bool) -> tuple[Request | NeedData, bytes]:
     """One-shot helper: (Request or NEED_DATA, trailing bytes)."""

@@ -36,6 +36,9 @@ _FAST_HEAD = re.compile(
     rb"((?:[A-Za-z0-9_\-]+:[^\x00\r\n]*\r\n)*)\r\n")
 _FAST_FIELD = re.compile(rb"([A-Za-z0-9_\-]+):([^\x00\r\n]*)\r\n")
 _DIGITS = re.compile(rb"[0-9]+\Z")
+# The lengths of the names _framing looks at (content-length, transfer-encoding,
+# connection): a head without a field of such a length has nothing for it.
+_FRAMING_LENGTHS = frozenset((14, 17, 10))
 
 
 class UpstreamHeadError(RemoteProtocolError):
@@ -65,6 +68,15 @@ class ResponseHeadParser:
     def feed(self, data: bytes) -> Response | NeedData:
         if self.done:
             raise RuntimeError("response head already parsed")
+        if not self._buf:               # the whole head in the first read (most)
+            fast = _FAST_HEAD.match(data)
+            if fast is not None:
+                response = self._fast(fast)
+                if not (self.strict and 100 <= response.status < 200
+                        and response.status != 101):
+                    self.done = True
+                    self.trailing_data = data[fast.end():]
+                    return response
         self._buf += data
         while True:
             result = self._parse(self._buf)
@@ -99,8 +111,28 @@ class ResponseHeadParser:
 
     def _fast(self, m: re.Match[bytes]) -> Response:
         major, minor, code, reason, block = m.groups()
-        fields = [(name, value.strip(b" ")) for name, value in _FAST_FIELD.findall(block)]
-        length, chunked, close = self._framing(fields)
+        fields = []
+        length: int | None = None
+        chunked = close = odd = False
+        # _framing's common case inline: at most one valid Content-Length, no
+        # Transfer-Encoding; anything else (odd) goes through _framing itself
+        for name, value in _FAST_FIELD.findall(block):
+            value = value.strip(b" ")
+            fields.append((name, value))
+            if len(name) in _FRAMING_LENGTHS:
+                lname = name.lower()
+                if lname == b"content-length":
+                    if length is not None or not value.isdigit():
+                        odd = True
+                    else:
+                        length = int(value)
+                        odd = odd or length > MAX_OFF_T
+                elif lname == b"transfer-encoding":
+                    odd = True
+                elif lname == b"connection" and b"close" in value.lower():
+                    close = True
+        if odd:
+            length, chunked, close = self._framing(fields)
         end = m.end(3) if reason is None else m.end(4)
         return Response(int(code), reason or b"", (int(major), int(minor)), tuple(fields),
                         length, chunked, close, m.end(), m.string[m.start(3):end])

@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 from wsgate.errors import RemoteProtocolError
 from wsgate.http import framing
 from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Request
-from wsgate.http.parse import BadRequest, RequestHeadParser
+from wsgate.http.parse import BadRequest, RequestHeadParser, quick_request
 from wsgate.limits import HeaderLimits
 from wsgate.observe.errorlog import context
 from wsgate.observe.metrics import handle_metrics
@@ -44,6 +44,7 @@ from wsgate.proxy.rewrite import MAX_URI_CHANGES, ScriptResult, run_script
 from wsgate.proxy.ssi_run import run_with_ssi, wants_ssi
 from wsgate.proxy.static import send_file, serve_static
 from wsgate.proxy.stream import ReadTimeout, Stream
+from wsgate.proxy.timers import Deadline
 from wsgate.tls.serving import request_check
 from wsgate.tls.variables import tls_variables
 from wsgate.proxy.tryfiles import try_files
@@ -109,7 +110,11 @@ class Downstream:
         self._parser: RequestHeadParser | None = None
         self._started = 0.0
         self._pipelined = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None    # a partial head's
+        # the wait for a request's first byte (client_header_timeout, then
+        # keepalive_timeout): one lazily moved timer for all the connection's waits
+        self._idle: Deadline = None  # type: ignore[assignment]
+        self._head_wait: Deadline | None = None     # inline.py's upstream head wait
         self._ended: asyncio.Future[None] | None = None
         self.closed = False
 
@@ -123,6 +128,7 @@ class Downstream:
         task (`_hand_over`) that runs the phases below and gives the connection back
         to the callbacks when the request is done."""
         self.loop, self._spawn, self._on_end = loop, spawn, on_end
+        self._idle = Deadline(loop, self._wait_expired)
         self._serve_next()
 
     def _serve_next(self) -> None:
@@ -140,7 +146,7 @@ class Downstream:
                 stream.on_event = self._client_event
                 timeout = self.group.default.client_header_timeout \
                     if self.conn.requests == 0 else self.keepalive_timeout
-                self._timer = self.loop.call_later(timeout, self._wait_expired)
+                self._idle.set(timeout)
                 return
             stream.on_event = self._client_event
             if not self._head_arrived():
@@ -154,9 +160,8 @@ class Downstream:
                 if stream.eof:
                     self._close()
                 return
-            if self._timer is not None and self._parser is None:
-                self._timer.cancel()
-                self._timer = None
+            if self._parser is None:
+                self._idle.clear()
             if self._head_arrived():
                 self._serve_next()
         except Exception as exc:  # never let a connection kill the worker
@@ -171,7 +176,16 @@ class Downstream:
             self.idle = False
             self.stat.reading()
             self._started = time.time()
-            parser = self._parser = self._head_parser()
+            stream = self.stream
+            data = stream.take()
+            limits = _limits(self.group.default)
+            request = quick_request(data, limits)
+            if request is not None:     # the common head, whole: no parser needed
+                if len(data) > request.raw_head_len:
+                    stream.unread(data[request.raw_head_len:])
+                return self._request(request)
+            stream.unread(data)
+            parser = self._parser = self._head_parser(limits)
         request = self._feed_head(parser, self._started)
         if request is NEED_DATA:
             if self._timer is None:   # client_header_timeout, from the head's first part
@@ -188,7 +202,6 @@ class Downstream:
         return self._request(request)
 
     def _wait_expired(self) -> None:
-        self._timer = None
         if self._parser is None and not self.stream.buffer:
             self._close()
 
@@ -210,6 +223,7 @@ class Downstream:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._stop_waits()
         stream = self.stream
         stream.on_event = None
         if self.tunnel is None:
@@ -305,7 +319,22 @@ class Downstream:
     def _became_tunnel(self) -> None:
         """The connection lives on as its tunnel (tunnellife.py ends it)."""
         self.stream.on_event = None
+        self._stop_waits()
         self._set_ended()
+
+    def head_wait(self) -> Deadline:
+        """The timer inline.py's requests wait for their upstream's head with (one
+        per connection, moved lazily: see timers.Deadline)."""
+        if self._head_wait is None:
+            self._head_wait = Deadline(self.loop, _nothing)
+        return self._head_wait
+
+    def _stop_waits(self) -> None:
+        """Armed timers hold this connection: cancel them when it ends."""
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._head_wait is not None:
+            self._head_wait.cancel()
 
     def _exchange(self, request: Request) -> Exchange:
         self.stat.writing()
@@ -376,9 +405,9 @@ class Downstream:
         await self._error(ex, check.status)
         return False
 
-    def _head_parser(self) -> RequestHeadParser:
+    def _head_parser(self, limits: HeaderLimits) -> RequestHeadParser:
         default = self.group.default
-        return RequestHeadParser(_limits(default),
+        return RequestHeadParser(limits,
                                  ignore_invalid_headers=default.ignore_invalid_headers,
                                  underscores_in_headers=default.underscores_in_headers)
 

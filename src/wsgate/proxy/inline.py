@@ -31,6 +31,7 @@ from typing import Any
 from wsgate.config.variables import UpstreamAttempt
 from wsgate.http.response import ResponseHeadParser
 from wsgate.proxy.context import Exchange
+from wsgate.proxy.timers import Deadline
 from wsgate.proxy.relay import ProxyResult, _Next, _proxying, _Proxying, plan_of, \
     response_body, response_now
 from wsgate.proxy.upstream_conn import UpstreamStream, open_peer, resolve_target
@@ -129,13 +130,16 @@ class _Wait:
 
     __slots__ = ("dc", "ex", "px", "peer", "up", "attempt", "t0", "parser", "timer")
 
+    # proxy_read_timeout for the head: the connection's lazily moved timer
+    # (timers.Deadline), not a loop timer per request
+
     def __init__(self, dc: Any, ex: Exchange, px: _Proxying, peer: Peer,
                  up: UpstreamStream, attempt: UpstreamAttempt, t0: float) -> None:
         self.dc, self.ex, self.px, self.peer, self.up = dc, ex, px, peer, up
         self.attempt, self.t0 = attempt, t0
         loc = ex.location
         self.parser = ResponseHeadParser(loc.proxy_buffer_size, strict=True)
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Deadline | None = None
         client = dc.stream
         if client.eof and not client.buffer:      # relay's PeerClosed, before waiting
             self._client_gone()
@@ -144,7 +148,9 @@ class _Wait:
         up.on_event = self._upstream_event
         timeout = loc.proxy_read_timeout
         if timeout is not None:
-            self.timer = dc.loop.call_later(timeout, self._expired)
+            timer = self.timer = dc.head_wait()
+            timer.callback = self._expired
+            timer.set(timeout)
         if up.buffer or up.eof:
             self._upstream_event()
 
@@ -152,7 +158,7 @@ class _Wait:
         self.up.on_event = None
         self.dc.stream.on_event = None
         if self.timer is not None:
-            self.timer.cancel()
+            self.timer.clear()
             self.timer = None
 
     def _upstream_event(self) -> None:

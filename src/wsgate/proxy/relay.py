@@ -36,7 +36,7 @@ from wsgate.errors import RemoteProtocolError
 from wsgate.http import framing, headers as hdr, pages
 from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Response
 from wsgate.http.response import ResponseHeadParser, response_body_kind
-from wsgate.proxy.context import Exchange, server_tokens
+from wsgate.proxy.context import Decoded, Exchange, server_tokens
 from wsgate.proxy.handlers import absolute_location, connection_field, header_filter, \
     keepalive_header
 from wsgate.proxy.stream import PeerClosed, ReadTimeout, Stream
@@ -765,24 +765,6 @@ class _Sent:
         if self.ka_timeout is not None:
             sent.append((b"Keep-Alive", b"timeout=%d" % int(self.ka_timeout)))
         return iter(Decoded(sent))
-
-
-class Decoded:
-    """Header fields as text, decoded when read: what $upstream_http_* and
-    $sent_http_* see. Most requests never read them, and decoding every field of
-    every response was a visible share of a proxied request."""
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> None:
-        self.fields = fields
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        for name, value in self.fields:
-            yield name.decode("latin-1"), value.decode("latin-1")
-
-    def __len__(self) -> int:
-        return len(self.fields)
 
 
 @functools.lru_cache(maxsize=256)

@@ -58,11 +58,14 @@ class Stream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > self.limit and not self._paused and self.transport:
+        buffer = self.buffer
+        buffer += data
+        if len(buffer) > self.limit and not self._paused and self.transport:
             self._paused = True
             self.transport.pause_reading()
-        self._wake()
+        waiter = self._waiter          # _wake(), inline: called for every read
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self.on_event is not None:
             self.on_event()
 

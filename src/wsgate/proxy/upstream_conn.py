@@ -123,7 +123,32 @@ def resolve_target(ex: Exchange, runtime: Any) -> Target:
     """The group, $proxy_host/$proxy_port and the URI of this request.
 
     Raises LookupError when an implicit upstream's host has no address."""
-    pp = ex.location.proxy_pass
+    loc = ex.location
+    pp = loc.proxy_pass
+    if pp.template is None:
+        # all but the URI is the location's: found once per location and runtime
+        known = _STATIC.get(id(loc))
+        if known is None or known[0] is not loc or known[1] is not runtime:
+            first = _resolve(ex, runtime, pp)
+            if len(_STATIC) >= 4096:
+                _STATIC.clear()
+            known = _STATIC[id(loc)] = (loc, runtime, first.group, first.proxy_host,
+                                        first.proxy_port, first.scheme)
+            return first
+        _, _, group, proxy_host, proxy_port, scheme = known
+        loc_len = len(loc.pattern) if loc.kind in _PREFIX_KINDS else 0
+        return Target(group, proxy_host, proxy_port, _request_uri(ex, pp.uri, loc_len),
+                      scheme)
+    return _resolve(ex, runtime, pp)
+
+
+_PREFIX_KINDS = frozenset(("prefix", "prefix_nosearch", "exact"))
+# id(location) -> (location, runtime, group, proxy_host, proxy_port, scheme) of a
+# proxy_pass without variables
+_STATIC: dict[int, tuple[Any, Any, Any, str, str, str]] = {}
+
+
+def _resolve(ex: Exchange, runtime: Any, pp: Any) -> Target:
     groups = groups_for(runtime)
     if pp.template is not None:
         scheme, authority, uri_part = _split_url(pp.template.render(ex.vars))
@@ -135,8 +160,7 @@ def resolve_target(ex: Exchange, runtime: Any) -> Target:
         scheme = getattr(pp, "scheme", "http") or "http"
         host, port, unix = pp.host, pp.port, pp.unix_path
         loc = ex.location
-        loc_len = len(loc.pattern) if loc.kind in ("prefix", "prefix_nosearch", "exact") \
-            else 0
+        loc_len = len(loc.pattern) if loc.kind in _PREFIX_KINDS else 0
         uri = _request_uri(ex, pp.uri, loc_len)
         name = None
     if unix is not None:

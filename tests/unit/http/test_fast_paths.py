@@ -99,3 +99,31 @@ def test_fast_init_keeps_events_frozen():
     assert isinstance(r, Request) and r.host == b"a" and r.path == b"/"
     with pytest.raises(AttributeError):
         r.method = b"POST"  # type: ignore[misc]
+
+
+QUICK_LINES = REQUEST_LINES + [
+    b"GET /a/b?x=1&y=%20 HTTP/1.1", b"GET /a%20b HTTP/1.1", b"HEAD /x/ HTTP/1.0",
+    b"GET /a/./b HTTP/1.1", b"GET /?q HTTP/1.1", b"DELETE /r HTTP/1.1",
+]
+
+
+def test_quick_request_agrees_with_the_parser():
+    """downstream.py tries quick_request (no parser object) first: whatever it
+    accepts must be the parser's Request, with the head ending where the parser's
+    did; everything else (errors included) it leaves to the parser."""
+    limits = HeaderLimits(buffer_size=256, large_num=4, large_size=512)
+    taken = 0
+    typical = [b"Host: example.org:8080", b"Host: A.b.", b"Upgrade: websocket",
+               b"Upgrade: h2c", b"Connection: Upgrade", b"Connection: close",
+               b"Accept: */*", b"X-A:  v  ", b"Cookie: a=b; c=d"]
+    heads = list(_heads(QUICK_LINES, REQUEST_FIELDS, 5)) + \
+        list(_heads(QUICK_LINES, typical, 6))
+    for buf in heads:
+        quick = parse.quick_request(buf, limits)
+        if quick is None:
+            continue
+        taken += 1
+        parser = parse.RequestHeadParser(limits)
+        assert parser.feed(buf) == quick, buf
+        assert parser.trailing_data == buf[quick.raw_head_len:]
+    assert taken > 100
