@@ -189,7 +189,12 @@ def connection_field(keep_alive: bool, keepalive_header: float | None) -> bytes:
 
 def keepalive_header(ex: Exchange) -> float | None:
     """The Keep-Alive header's timeout for this request's location, if any."""
-    value = getattr(ex.location, "keepalive_timeout", None)
+    return keepalive_header_of(ex.location)
+
+
+def keepalive_header_of(location: Any) -> float | None:
+    """keepalive_timeout's second argument (the Keep-Alive header's), if any."""
+    value = getattr(location, "keepalive_timeout", None)
     return value[1] if value else None
 
 

@@ -38,7 +38,7 @@ from wsgate.http.events import NEED_DATA, Data, EndOfMessage, Response
 from wsgate.http.response import ResponseHeadParser, response_body_kind
 from wsgate.proxy.context import Decoded, Exchange, server_tokens
 from wsgate.proxy.handlers import absolute_location, connection_field, header_filter, \
-    keepalive_header
+    keepalive_header_of
 from wsgate.proxy.stream import PeerClosed, ReadTimeout, Stream
 from wsgate.proxy.timers import Ticker, ticker_for
 from wsgate.proxy.tunnel import Tunnel, TunnelTimeouts, open_tunnel
@@ -81,7 +81,8 @@ class _LocPlan:
     not copied, the proxy_pass_header names, the Server line."""
 
     __slots__ = ("loc", "templates", "renders", "head", "skip", "passed", "server_line",
-                 "next_mask", "inline", "own_server_date", "filters", "_sd")
+                 "next_mask", "inline", "own_server_date", "filters", "_sd", "ka_timeout",
+                 "ka_line")
 
     def __init__(self, loc: Any) -> None:
         self.loc = loc      # kept to check identity: ids are reused after a reload
@@ -111,6 +112,9 @@ class _LocPlan:
         self.filters = getattr(loc, "expires", None) is not None \
             or bool(getattr(loc, "add_header", None))
         self.inline: bool | None = None     # inline.takes()'s answer for the location
+        # a kept-alive answer's Connection (and Keep-Alive) line
+        self.ka_timeout = keepalive_header_of(loc)
+        self.ka_line = connection_field(True, self.ka_timeout)
 
 
     def server_date(self) -> bytes:
@@ -338,7 +342,7 @@ class _Proxying:
 
     def release(self, peer: Peer, outcome: Outcome) -> None:
         self.pick.release(peer, outcome, time.time())
-        if disabled_now(peer, outcome):
+        if outcome and disabled_now(peer, outcome):     # OK never disables
             self.dc.log_error("warn", "upstream server temporarily disabled", self.ex,
                               self.action, upstream=self.ex.upstream_url)
 
@@ -579,7 +583,7 @@ def response_now(px: _Proxying, peer: Peer, up: UpstreamStream, resp: Response,
     ex = px.ex
     attempt.status = resp.status
     attempt.header_time = time.monotonic() - t0
-    kind = px.retries_status(resp.status)
+    kind = px.retries_status(resp.status) if resp.status in _STATUS_KINDS else None
     if kind is not None:
         attempt.response_time = time.monotonic() - t0
         up.close()
@@ -719,9 +723,11 @@ def _client_head(ex: Exchange, resp: Response, *, keep_alive: bool, chunked: boo
     ka_timeout = None
     if resp.status == 101:
         lines.append(b"Connection: upgrade\r\n")
+    elif keep_alive:
+        ka_timeout = plan.ka_timeout
+        lines.append(plan.ka_line)
     else:
-        ka_timeout = keepalive_header(ex) if keep_alive else None
-        lines.append(connection_field(keep_alive, ka_timeout))
+        lines.append(b"Connection: close\r\n")
     if plan.filters or ex.extra.get("carry_headers"):
         rest = header_filter(loc, ex, resp.status, rest)
     for n, v in rest:
