@@ -183,19 +183,15 @@ def _header_key(name: str) -> str:
 def _index_headers(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
     index: dict[str, list[str]] = {}
     raw = getattr(headers, "fields", None)
+    keyed: Iterable[tuple[str, str]]
     if raw is not None:
-        # the proxy's lazily decoded view of the head's fields (bytes):
-        # bytes.lower() is ngx_tolower (ASCII letters only) already
-        for bname, bvalue in raw:
-            key = bname.lower().replace(b"-", b"_").decode("latin-1")
-            values = index.get(key)
-            if values is None:
-                index[key] = [bvalue.decode("latin-1")]
-            else:
-                values.append(bvalue.decode("latin-1"))
-        return index
-    for name, value in headers:
-        key = _header_key(name)
+        # the proxy's lazily decoded view of the head's fields (bytes), keyed
+        # before decoding: bytes.lower() is ngx_tolower (ASCII letters only)
+        keyed = ((n.lower().replace(b"-", b"_").decode("latin-1"), v.decode("latin-1"))
+                 for n, v in raw)
+    else:
+        keyed = ((_header_key(n), v) for n, v in headers)
+    for key, value in keyed:
         values = index.get(key)
         if values is None:
             index[key] = [value]

@@ -394,11 +394,6 @@ def _text(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
-# Header names whose presence the quick path leaves to the parser (framing, the
-# duplicate checks): a request that has one is never the common GET.
-_QUICK_LEAVES = UNIQUE_HEADERS
-
-
 def quick_request(buf: bytes, limits: HeaderLimits) -> Request | None:
     """The most common request head, whole in `buf`, without a parser object:
     "GET /path HTTP/1.1", plain CRLF fields, one valid Host, no body framing.
@@ -414,7 +409,7 @@ def quick_request(buf: bytes, limits: HeaderLimits) -> Request | None:
     method, target, minor, block = m.groups()
     if target[:1] != b"/" or method == b"CONNECT" or method == b"TRACE":
         return None
-    raw_path, q, args = target.partition(b"?")
+    raw_path, _, args = target.partition(b"?")
     if b"%" in raw_path or b"//" in raw_path or b"/." in raw_path or b"#" in target:
         return None
     fields = _FAST_LINE.findall(block)
@@ -446,13 +441,14 @@ def quick_request(buf: bytes, limits: HeaderLimits) -> Request | None:
             if upgrade is None:
                 upgrade = value
         else:
-            return None                 # _QUICK_LEAVES
+            # framing and the duplicate checks of UNIQUE_HEADERS: the parser's
+            return None
     if host is None:
         return None
     version = (1, int(minor))
     return Request(method, target, version, tuple(headers),
                    connection if connection is not None else version > (1, 0),
-                   False, upgrade, None, False, m.end(), raw_path or b"/", args,
+                   False, upgrade, None, False, m.end(), raw_path, args,
                    target, host)
 
 

@@ -72,8 +72,7 @@ class ResponseHeadParser:
             fast = _FAST_HEAD.match(data)
             if fast is not None:
                 response = self._fast(fast)
-                if not (self.strict and 100 <= response.status < 200
-                        and response.status != 101):
+                if not self._interim(response):
                     self.done = True
                     self.trailing_data = data[fast.end():]
                     return response
@@ -85,12 +84,16 @@ class ResponseHeadParser:
                     raise UpstreamHeadError("upstream sent too big header")
                 return NEED_DATA
             response, end = result
-            if self.strict and 100 <= response.status < 200 and response.status != 101:
+            if self._interim(response):
                 self._buf = self._buf[end:]      # interim response: skip it
                 continue
             self.done = True
             self.trailing_data = self._buf[end:]
             return response
+
+    def _interim(self, response: Response) -> bool:
+        """A 1xx other than 101, which strict mode skips to the final head."""
+        return self.strict and 100 <= response.status < 200 and response.status != 101
 
     def _parse(self, buf: bytes) -> tuple[Response, int] | NeedData:
         fast = _FAST_HEAD.match(buf)

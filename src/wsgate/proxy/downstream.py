@@ -184,9 +184,10 @@ class Downstream:
                 if len(data) > request.raw_head_len:
                     stream.unread(data[request.raw_head_len:])
                 return self._request(request)
-            stream.unread(data)
             parser = self._parser = self._head_parser(limits)
-        request = self._feed_head(parser, self._started)
+            request = self._feed_head(parser, self._started, data)
+        else:
+            request = self._feed_head(parser, self._started, self.stream.take())
         if request is NEED_DATA:
             if self._timer is None:   # client_header_timeout, from the head's first part
                 self._timer = self.loop.call_later(self.group.default.client_header_timeout,
@@ -411,11 +412,11 @@ class Downstream:
                                  ignore_invalid_headers=default.ignore_invalid_headers,
                                  underscores_in_headers=default.underscores_in_headers)
 
-    def _feed_head(self, parser: RequestHeadParser, started: float) -> Request | None | Any:
-        """Feed the buffered bytes: the request, None (a bad head, answered, or
-        the client closed), or NEED_DATA."""
+    def _feed_head(self, parser: RequestHeadParser, started: float,
+                   data: bytes) -> Request | None | Any:
+        """Feed `data`, the bytes taken from the stream: the request, None (a bad
+        head, answered, or the client closed), or NEED_DATA."""
         stream = self.stream
-        data = stream.take()
         if not data and stream.eof:
             return None
         try:

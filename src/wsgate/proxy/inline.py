@@ -130,15 +130,14 @@ class _Wait:
 
     __slots__ = ("dc", "ex", "px", "peer", "up", "attempt", "t0", "parser", "timer")
 
-    # proxy_read_timeout for the head: the connection's lazily moved timer
-    # (timers.Deadline), not a loop timer per request
-
     def __init__(self, dc: Any, ex: Exchange, px: _Proxying, peer: Peer,
                  up: UpstreamStream, attempt: UpstreamAttempt, t0: float) -> None:
         self.dc, self.ex, self.px, self.peer, self.up = dc, ex, px, peer, up
         self.attempt, self.t0 = attempt, t0
         loc = ex.location
         self.parser = ResponseHeadParser(loc.proxy_buffer_size, strict=True)
+        # proxy_read_timeout for the head: the connection's lazily moved timer
+        # (timers.Deadline), not a loop timer per request
         self.timer: Deadline | None = None
         client = dc.stream
         if client.eof and not client.buffer:      # relay's PeerClosed, before waiting

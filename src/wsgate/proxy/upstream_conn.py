@@ -136,13 +136,20 @@ def resolve_target(ex: Exchange, runtime: Any) -> Target:
                                         first.proxy_port, first.scheme)
             return first
         _, _, group, proxy_host, proxy_port, scheme = known
-        loc_len = len(loc.pattern) if loc.kind in _PREFIX_KINDS else 0
-        return Target(group, proxy_host, proxy_port, _request_uri(ex, pp.uri, loc_len),
-                      scheme)
+        return Target(group, proxy_host, proxy_port,
+                      _request_uri(ex, pp.uri, _matched_len(loc)), scheme)
     return _resolve(ex, runtime, pp)
 
 
 _PREFIX_KINDS = frozenset(("prefix", "prefix_nosearch", "exact"))
+
+
+def _matched_len(loc: Any) -> int:
+    """How much of $uri a proxy_pass URI part replaces: a prefix location's
+    pattern (nothing for a regex location)."""
+    return len(loc.pattern) if loc.kind in _PREFIX_KINDS else 0
+
+
 # id(location) -> (location, runtime, group, proxy_host, proxy_port, scheme) of a
 # proxy_pass without variables
 _STATIC: dict[int, tuple[Any, Any, Any, str, str, str]] = {}
@@ -159,9 +166,7 @@ def _resolve(ex: Exchange, runtime: Any, pp: Any) -> Target:
     else:
         scheme = getattr(pp, "scheme", "http") or "http"
         host, port, unix = pp.host, pp.port, pp.unix_path
-        loc = ex.location
-        loc_len = len(loc.pattern) if loc.kind in _PREFIX_KINDS else 0
-        uri = _request_uri(ex, pp.uri, loc_len)
+        uri = _request_uri(ex, pp.uri, _matched_len(ex.location))
         name = None
     if unix is not None:
         return Target(groups.unix(unix), "localhost", "", uri, scheme)
